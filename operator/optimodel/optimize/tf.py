@@ -1,0 +1,19 @@
+"""Loads TensorFlow with Keras 2 (tf_keras): tensorflow-model-optimization works only with it.
+
+`TF_USE_LEGACY_KERAS` must be set before TensorFlow is first imported, so every module of this
+package gets TensorFlow from here.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow  # noqa: E402
+import tf_keras  # noqa: E402
+
+tf: ModuleType = tensorflow
+keras: ModuleType = tf_keras

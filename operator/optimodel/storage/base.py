@@ -1,0 +1,38 @@
+"""What every artifact store offers. Pure interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size_bytes: int
+    version: str  # ETag for S3, size and mtime for files: changes when the object changes
+
+
+class ArtifactStore(Protocol):
+    def info(self, uri: str) -> ObjectInfo:
+        """Size and version tag of an object or directory; NotFoundError when absent."""
+        ...
+
+    def exists(self, uri: str) -> bool: ...
+
+    def read_bytes(self, uri: str) -> bytes: ...
+
+    def download(self, uri: str, destination: Path) -> Path:
+        """Copy an object (or every object under a directory prefix) to `destination`."""
+        ...
+
+    def publish(self, files: dict[str, Path], prefix: str) -> None:
+        """Make `files` appear under `prefix` all at once, the last name in `files` last."""
+        ...
+
+    def put_bytes(self, uri: str, data: bytes) -> None:
+        """Write one small object in one step (readers see the old or the new, never half)."""
+        ...
+
+    def delete_prefix(self, prefix: str) -> None: ...

@@ -23,9 +23,13 @@ def _digest(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _recipe(spec: OptimizedModelSpec) -> dict[str, Any]:
+def _recipe(spec: OptimizedModelSpec, *, with_data_uris: bool) -> dict[str, Any]:
     wire = spec.to_wire()
     recipe: dict[str, Any] = {"optimization": wire["optimization"], "evaluation": wire["evaluation"]}
+    if not with_data_uris:
+        recipe["evaluation"].pop("data", None)
+        recipe["optimization"].get("quantization", {}).pop("calibrationData", None)
+        recipe["optimization"].get("pruning", {}).pop("trainingData", None)
     if spec.optimization.method == Method.AUTO:
         recipe["gates"] = wire.get("gates", {})
     return recipe
@@ -35,7 +39,7 @@ def content_key(
     spec: OptimizedModelSpec, source_sha256: str, data_sha256: dict[str, str], tools: dict[str, str]
 ) -> str:
     """Key of a result; `data_sha256` maps each data role (evaluation, calibration, training) to its digest."""
-    recipe = _recipe(spec)
+    recipe = _recipe(spec, with_data_uris=False)
     return _digest({
         "schema": KEY_SCHEMA,
         "source": source_sha256,
@@ -51,6 +55,6 @@ def recipe_key(spec: OptimizedModelSpec, source_version: str, image: str) -> str
         "schema": KEY_SCHEMA,
         "source": spec.source.uri,
         "sourceVersion": source_version,
-        "recipe": _recipe(spec),
+        "recipe": _recipe(spec, with_data_uris=True),
         "image": image,
     })

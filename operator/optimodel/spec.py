@@ -20,7 +20,7 @@ from optimodel.quantity import QUANTITY_PATTERN, parse_bytes
 
 API_GROUP = "optimodel.io"
 API_VERSION = "v1alpha1"
-KIND = "OptimizedModel"
+KIND: Literal["OptimizedModel"] = "OptimizedModel"
 PLURAL = "optimizedmodels"
 URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|file://.+)$"
 
@@ -156,7 +156,8 @@ class Latency(Model):
 
 class Evaluation(Model):
     data: Uri = Field(description=".npz with arrays x (inputs) and y (labels or targets).")
-    metric: Metric = Field(Metric.ACCURACY, description="accuracy | top5 (higher is better), mae | rmse (lower is better).")
+    metric: Metric = Field(
+        Metric.ACCURACY, description="accuracy | top5 (higher is better), mae | rmse (lower is better).")
     max_samples: int | None = Field(None, ge=1, le=10_000_000, description="Evaluate on the first N samples only.")
     latency: Latency = Field(default_factory=Latency, description="How latency is measured.")
 

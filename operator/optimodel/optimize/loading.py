@@ -54,7 +54,7 @@ class SourceModel:
 
 
 def _shape(shape: Any) -> tuple[int | None, ...]:
-    if isinstance(shape, list):
+    if isinstance(shape, list) and shape and isinstance(shape[0], list | tuple):
         if len(shape) != 1:
             raise InputError(f"the model has {len(shape)} inputs; optimodel supports models with one input",
                              field=FIELD)

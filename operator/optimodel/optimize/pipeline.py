@@ -6,6 +6,7 @@ fail on user input runs before any expensive step, and nothing is published unle
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
@@ -72,7 +73,9 @@ def _choose(spec: OptimizedModelSpec, built: list[Built]) -> Built | None:
     return passed[0]
 
 
-def _search(spec: OptimizedModelSpec, builder: CandidateBuilder, progress: Progress) -> tuple[list[Built], list[Candidate]]:
+def _search(
+    spec: OptimizedModelSpec, builder: CandidateBuilder, progress: Progress
+) -> tuple[list[Built], list[Candidate]]:
     recipes = recipes_for(spec.optimization)
     budget = spec.optimization.budget_seconds
     started = time.monotonic()
@@ -87,7 +90,7 @@ def _search(spec: OptimizedModelSpec, builder: CandidateBuilder, progress: Progr
         if spec.optimization.method == Method.AUTO and spec.optimization.search == "first" \
                 and any(item.report.passed for item in built):
             break
-        built.append(builder.build(recipe, lambda message, low=low: progress(low, message)))
+        built.append(builder.build(recipe, functools.partial(progress, low)))
         progress(high, f"{recipe.name}: {'passed' if built[-1].report.passed else 'failed'} its gates")
     return built, skipped
 

@@ -91,7 +91,7 @@ def prune(
             f"tensorflow-model-optimization cannot prune this model ({str(error).splitlines()[0][:200]}); "
             "subclassed models cannot be pruned: use method quantize", field=FIELD) from None
 
-    class Progress(keras.callbacks.Callback):  # type: ignore[misc]
+    class Progress(keras.callbacks.Callback):  # type: ignore[name-defined]
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if on_epoch:
                 on_epoch(epoch + 1, settings.fine_tune_epochs)

@@ -6,6 +6,7 @@ logged. Errors are mapped to messages that name the URI or the endpoint at fault
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,9 @@ class S3Store:
             connect_timeout=5,
             read_timeout=60,
         )
-        self._client: Any = boto3.client(
-            "s3", endpoint_url=settings.endpoint, config=config, verify=settings.ca_bundle or None, **keys
+        # A session of its own: boto3's default session caches the first credentials it ever found.
+        self._client: Any = boto3.session.Session(**keys).client(
+            "s3", endpoint_url=settings.endpoint, config=config, verify=settings.ca_bundle or None
         )
 
     def _where(self) -> str:
@@ -135,10 +137,8 @@ class S3Store:
                            CopySource={"Bucket": bucket, "Key": f"{staging_key}/{name}"})
         finally:
             for name in files:
-                try:
+                with contextlib.suppress(BotoCoreError, ClientError):
                     self._client.delete_object(Bucket=bucket, Key=f"{staging_key}/{name}")
-                except (BotoCoreError, ClientError):
-                    pass
 
     def put_bytes(self, uri: str, data: bytes) -> None:
         _, bucket, key = split_uri(uri)

@@ -1,0 +1,95 @@
+"""The typed spec: defaults, cross-field rules, and errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from optimodel.errors import SpecError
+from optimodel.spec import CandidateName, Method, load_manifest, parse_spec
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "digits"
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "source": {"uri": "s3://models/digits/1/model.keras"},
+        "evaluation": {"data": "s3://datasets/digits/test.npz"},
+        "artifacts": {"uri": "s3://artifacts/digits/"},
+    }
+    base.update(changes)
+    return base
+
+
+def test_defaults_give_a_dynamic_range_quantization() -> None:
+    parsed = parse_spec(spec())
+    assert parsed.optimization.method == Method.QUANTIZE
+    assert parsed.optimization.quantization.type == "dynamic"
+    assert parsed.evaluation.metric == "accuracy"
+    assert parsed.serving.replicas == 1 and parsed.artifacts.s3.addressing_style == "path"
+
+
+def test_the_wire_form_round_trips_in_camel_case() -> None:
+    parsed = parse_spec(spec(gates={"maxSizeBytes": "12Mi", "maxMetricDrop": 0.01}))
+    wire = parsed.to_wire()
+    assert wire["gates"] == {"maxSizeBytes": "12Mi", "maxMetricDrop": 0.01}
+    assert parse_spec(wire) == parsed
+    assert parsed.gates.max_size == 12 * 2**20
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"source": {"uri": "http://example.com/model.h5"}}, "spec.source.uri: String should match pattern"),
+    ({"optimization": {"quantization": {"type": "int8"}}}, "calibrationData is required for type int8"),
+    ({"optimization": {"method": "prune"}}, "optimization.pruning (with trainingData) is required for method prune"),
+    ({"optimization": {"method": "prune", "pruning": {"targetSparsity": 1.0, "trainingData": "s3://data/t.npz"}}},
+     "spec.optimization.pruning.targetSparsity: Input should be less than 1"),
+    ({"optimization": {"method": "quantize", "candidates": ["int8"]}},
+     "optimization.candidates is only for method auto"),
+    ({"optimization": {"method": "shrink"}}, "spec.optimization.method: Input should be"),
+    ({"gates": {"maxSizeBytes": "12 parsecs"}}, "spec.gates.maxSizeBytes"),
+    ({"gates": {"maxSizeRatio": 1.5}}, "spec.gates.maxSizeRatio: Input should be less than or equal to 1"),
+    ({"gates": {"maxMetric": 0.1}}, "gates.maxMetric is for error metrics (mae, rmse)"),
+    ({"evaluation": {"data": "s3://data/t.npz", "metric": "rmse"}, "gates": {"minMetric": 0.9}},
+     "gates.minMetric is for accuracy and top5"),
+    ({"serving": {"replicas": -1}}, "spec.serving.replicas: Input should be greater than or equal to 0"),
+    ({"gates": {"maxLatencyMs": 3}}, "spec.gates.maxLatencyMs: Extra inputs are not permitted"),
+])
+def test_bad_specs_are_refused_with_the_field_named(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        parse_spec(spec(**changes))
+    assert message in str(raised.value)
+
+
+def test_auto_candidates_default_to_smallest_first() -> None:
+    parsed = parse_spec(spec(optimization={
+        "method": "auto",
+        "quantization": {"calibrationData": "s3://data/c.npz"},
+        "pruning": {"trainingData": "s3://data/t.npz"}}))
+    assert parsed.optimization.auto_candidates() == [
+        CandidateName.PRUNE_INT8, CandidateName.INT8, CandidateName.DYNAMIC, CandidateName.FLOAT16]
+
+
+def test_auto_without_calibration_data_skips_int8() -> None:
+    parsed = parse_spec(spec(optimization={"method": "auto"}))
+    assert parsed.optimization.auto_candidates() == [CandidateName.DYNAMIC, CandidateName.FLOAT16]
+
+
+def test_pruning_ramps_over_two_thirds_of_the_fine_tune() -> None:
+    parsed = parse_spec(spec(optimization={"method": "prune", "pruning": {"trainingData": "s3://data/t.npz"}}))
+    assert parsed.optimization.pruning is not None
+    assert parsed.optimization.pruning.fine_tune_epochs == 6 and parsed.optimization.pruning.ramp_epochs == 4
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "optimizedmodel.yaml"])
+def test_the_examples_parse(name: str) -> None:
+    manifest = load_manifest(EXAMPLES / name)
+    assert manifest.metadata.name == "digits"
+
+
+def test_a_manifest_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "om.yaml"
+    path.write_text("kind: OptimizedModel\nmetadata: {name: x}\n")
+    with pytest.raises(SpecError, match="om.yaml has no spec"):
+        load_manifest(path)

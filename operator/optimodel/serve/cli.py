@@ -1,0 +1,203 @@
+"""`optimodel serve`: flags, their OPTIMODEL_* environment fallbacks, and the handler. Serve layer, CLI.
+
+May import argparse, the stdlib, `optimodel.spec` (S3Settings) and `optimodel.serve.app`, the latter
+only when the command runs: the main CLI registers every subcommand in every image, and the
+operator image has no LiteRT. Every flag
+has an environment variable that the operator's Deployment may set instead (a flag wins over its
+variable); S3 credentials come only from the usual AWS_* variables, never from flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from optimodel.spec import S3Settings
+
+if TYPE_CHECKING:
+    from optimodel.serve.app import ServerSettings
+
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _sha256(text: str) -> str:
+    if not _SHA256.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a sha256 hex digest (64 hex digits)")
+    return text.lower()
+
+
+def _flag(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    env: str,
+    default: Any = None,
+    kind: Callable[[str], Any] = str,
+    help: str = "",
+) -> None:
+    """A flag whose default comes from `env`, then `default`; the help names both."""
+    raw = _env(env)  # a string default goes through `kind` like a flag, so argparse reports bad values
+    value = raw if raw is not None else default
+    shown = f" (env {env}; default {default})" if default is not None else f" (env {env})"
+    parser.add_argument(flag, default=value, type=kind, help=help + shown)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register `serve` on the main CLI's subparsers; the handler is stored as `handler`."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "serve",
+        help="serve a .tflite model over TF Serving REST (v1) and the open inference protocol (v2)",
+        description="LiteRT model server. Verifies the artifact's sha256 before serving.",
+    )
+    _flag(parser, "--model", "OPTIMODEL_MODEL_URI", help="s3:// or file:// URI of the .tflite file")
+    _flag(parser, "--name", "OPTIMODEL_MODEL_NAME", help="model name in the URL paths")
+    _flag(
+        parser,
+        "--sha256",
+        "OPTIMODEL_MODEL_SHA256",
+        kind=_sha256,
+        help="expected sha256 of the artifact; a mismatch keeps the server unready",
+    )
+    _flag(parser, "--host", "OPTIMODEL_HOST", "0.0.0.0", help="address to listen on")
+    _flag(parser, "--port", "OPTIMODEL_PORT", 8501, _positive, help="HTTP port")
+    _flag(
+        parser,
+        "--interpreters",
+        "OPTIMODEL_INTERPRETERS",
+        2,
+        _positive,
+        help="interpreters in the pool (calls run in parallel)",
+    )
+    _flag(parser, "--threads", "OPTIMODEL_THREADS", 1, _positive, help="LiteRT threads per interpreter")
+    _flag(
+        parser,
+        "--max-batch-size",
+        "OPTIMODEL_MAX_BATCH_SIZE",
+        32,
+        _positive,
+        help="rows at most in one dynamic batch",
+    )
+    _flag(
+        parser,
+        "--batch-wait-ms",
+        "OPTIMODEL_BATCH_WAIT_MS",
+        0.0,
+        _non_negative,
+        help="how long a request waits for others to batch with; 0 turns dynamic batching off",
+    )
+    _flag(
+        parser,
+        "--max-body-bytes",
+        "OPTIMODEL_MAX_BODY_BYTES",
+        16 * 1024 * 1024,
+        _positive,
+        help="larger request bodies get 413",
+    )
+    _flag(
+        parser,
+        "--drain-seconds",
+        "OPTIMODEL_DRAIN_SECONDS",
+        30.0,
+        _non_negative,
+        help="on SIGTERM, how long requests in flight may take to finish",
+    )
+    _flag(
+        parser,
+        "--download-dir",
+        "OPTIMODEL_DOWNLOAD_DIR",
+        tempfile.gettempdir(),
+        help="where the artifact is downloaded",
+    )
+    _flag(parser, "--s3-endpoint", "OPTIMODEL_S3_ENDPOINT", help="S3-compatible endpoint URL; empty for AWS")
+    _flag(parser, "--s3-region", "OPTIMODEL_S3_REGION", "us-east-1", help="S3 region")
+    _flag(
+        parser, "--s3-addressing-style", "OPTIMODEL_S3_ADDRESSING_STYLE", "path", help="path, virtual or auto"
+    )
+    _flag(parser, "--s3-ca-bundle", "OPTIMODEL_S3_CA_BUNDLE", help="PEM CA bundle of a private endpoint")
+    _flag(parser, "--log-level", "OPTIMODEL_LOG_LEVEL", "INFO", help="DEBUG, INFO, WARNING or ERROR")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> ServerSettings:
+    """The typed settings; a bad value here is a usage error."""
+    from optimodel.serve.app import ServerSettings
+    from optimodel.serve.loader import LoadSettings
+
+    s3 = S3Settings(
+        credentials_secret=None,
+        endpoint=args.s3_endpoint or None,
+        region=args.s3_region,
+        addressing_style=args.s3_addressing_style,
+        ca_bundle=args.s3_ca_bundle or None,
+    )
+    return ServerSettings(
+        name=args.name,
+        host=args.host,
+        port=args.port,
+        max_body_bytes=args.max_body_bytes,
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+        drain_seconds=args.drain_seconds,
+        load=LoadSettings(
+            uri=args.model,
+            sha256=args.sha256,
+            interpreters=args.interpreters,
+            threads=args.threads,
+            s3=s3,
+            directory=Path(args.download_dir),
+        ),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """The `serve` handler: blocks until SIGTERM, returns the exit code."""
+    missing = [flag for flag, value in (("--model", args.model), ("--name", args.name)) if not value]
+    if missing:
+        raise SystemExit(
+            f"optimodel serve: {' and '.join(missing)} required (or OPTIMODEL_MODEL_URI / "
+            "OPTIMODEL_MODEL_NAME)"
+        )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(args.log_level.upper())
+    from optimodel.serve.app import serve
+
+    try:
+        settings = settings_from(args)
+    except ValueError as error:
+        raise SystemExit(f"optimodel serve: {error}") from None
+    return asyncio.run(serve(settings))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m optimodel.serve ...`: the same as `optimodel serve ...` without the main CLI."""
+    parser = argparse.ArgumentParser(prog="optimodel")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["serve", *(sys.argv[1:] if argv is None else argv)])
+    result: int = args.handler(args)
+    return result

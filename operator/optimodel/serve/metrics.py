@@ -1,0 +1,56 @@
+"""Prometheus metrics of the server. Serve layer, metrics; imports prometheus_client and the stdlib.
+
+A registry of its own per server (not the process-global one) so tests and several apps in one
+process never share counters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "optimodel_requests",
+            "Inference and metadata requests answered, by protocol, route and status code.",
+            ["protocol", "route", "code"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "optimodel_request_errors",
+            "Requests answered with a 4xx or 5xx, by protocol and status code.",
+            ["protocol", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "optimodel_request_duration_seconds",
+            "Time from request received to response ready.",
+            ["protocol", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_rows = Histogram(
+            "optimodel_batch_size",
+            "Rows per interpreter call (instances of one request, or a dynamic batch).",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "optimodel_requests_in_flight", "Requests being handled.", registry=self.registry
+        )
+        self.ready = Gauge(
+            "optimodel_model_ready",
+            "1 when the model is loaded, verified and warmed up.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

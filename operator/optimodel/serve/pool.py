@@ -1,0 +1,165 @@
+"""Interpreters shared by concurrent requests, and dynamic batching across them. Serve layer, pool.
+
+May import `model`, `metrics`, numpy, asyncio and the stdlib; nothing of HTTP. The interpreter is
+not thread-safe, so each `LiteModel` serves one call at a time: a call takes a free model from an
+asyncio queue, runs it in a thread of an executor sized to the pool (never on the event loop;
+LiteRT releases the GIL while it computes), and gives it back.
+
+With dynamic batching on (`batch_wait_ms > 0`), the batcher first takes a free interpreter, then
+every request queued meanwhile, and waits for more only until `batch_wait_ms` after the first one
+arrived, and only while no other interpreter is free; the rows (at most `max_batch_size`) run as one
+call and the outputs are split back. So an idle server adds no latency, and a busy one makes fewer,
+larger calls. A request of `max_batch_size` rows or more runs alone, as one call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from optimodel.serve.metrics import Metrics
+from optimodel.serve.model import LiteModel
+
+Arrays = dict[str, np.ndarray]
+
+
+class InterpreterPool:
+    """`size` models, each used by one call at a time."""
+
+    def __init__(self, models: Sequence[LiteModel], metrics: Metrics) -> None:
+        self._models = list(models)
+        self._executor = ThreadPoolExecutor(max_workers=len(self._models), thread_name_prefix="litert")
+        self._free: asyncio.Queue[LiteModel] | None = None
+        self._metrics = metrics
+
+    def _queue(self) -> asyncio.Queue[LiteModel]:
+        """Created lazily so the pool can be built outside the event loop (by the loader thread)."""
+        if self._free is None:
+            self._free = asyncio.Queue()
+            for model in self._models:
+                self._free.put_nowait(model)
+        return self._free
+
+    async def acquire(self) -> LiteModel:
+        """A free model, waiting for one; give it back with `release`."""
+        return await self._queue().get()
+
+    def has_free(self) -> bool:
+        return not self._queue().empty()
+
+    def release(self, model: LiteModel) -> None:
+        self._queue().put_nowait(model)
+
+    async def call(self, model: LiteModel, arrays: Arrays) -> Arrays:
+        """One call of an acquired model with every row of `arrays`, in the executor."""
+        self._metrics.batch_rows.observe(next(iter(arrays.values())).shape[0])
+        return await asyncio.get_running_loop().run_in_executor(self._executor, model.predict, arrays)
+
+    async def run(self, arrays: Arrays) -> Arrays:
+        model = await self.acquire()
+        try:
+            return await self.call(model, arrays)
+        finally:
+            self.release(model)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+@dataclass
+class _Pending:
+    arrays: Arrays
+    rows: int
+    future: asyncio.Future[Arrays] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def _resolve(future: asyncio.Future[Arrays], outputs: Arrays) -> None:
+    """A waiter whose client went away has a cancelled future: nobody to answer."""
+    if not future.done():
+        future.set_result(outputs)
+
+
+class Batcher:
+    """Joins concurrent requests into calls of at most `max_batch_size` rows, waiting at most `wait_s`."""
+
+    def __init__(self, pool: InterpreterPool, max_batch_size: int, wait_s: float) -> None:
+        self._pool = pool
+        self._max = max_batch_size
+        self._wait = wait_s
+        self._pending: asyncio.Queue[_Pending] | None = None
+        self._collector: asyncio.Task[None] | None = None
+        self._calls: set[asyncio.Task[None]] = set()
+
+    async def run(self, arrays: Arrays, rows: int) -> Arrays:
+        if self._wait <= 0 or rows >= self._max:
+            return await self._pool.run(arrays)
+        if self._pending is None:
+            self._pending = asyncio.Queue()
+            self._collector = asyncio.create_task(self._collect(self._pending))
+        item = _Pending(arrays, rows)
+        self._pending.put_nowait(item)
+        return await item.future
+
+    async def _collect(self, pending: asyncio.Queue[_Pending]) -> None:
+        """Take an interpreter first, then everything queued meanwhile: batches grow only under load."""
+        loop = asyncio.get_running_loop()
+        carry: _Pending | None = None
+        while True:
+            first = carry or await pending.get()
+            deadline = loop.time() + self._wait
+            model = await self._pool.acquire()
+            batch, rows, carry = [first], first.rows, None
+            while rows < self._max:
+                remaining = deadline - loop.time()
+                if pending.empty() and (remaining <= 0 or self._pool.has_free()):
+                    break  # nothing queued, and waiting is over or pointless (spare capacity)
+                try:
+                    item = (
+                        pending.get_nowait()
+                        if not pending.empty()
+                        else await asyncio.wait_for(pending.get(), remaining)
+                    )
+                except TimeoutError:
+                    break
+                if rows + item.rows > self._max:
+                    carry = item
+                    break
+                batch.append(item)
+                rows += item.rows
+            call = asyncio.create_task(self._call(model, batch))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+
+    async def _call(self, model: LiteModel, batch: list[_Pending]) -> None:
+        try:
+            names = batch[0].arrays.keys()
+            joined = (
+                batch[0].arrays
+                if len(batch) == 1
+                else {name: np.concatenate([item.arrays[name] for item in batch]) for name in names}
+            )
+            outputs = await self._pool.call(model, joined)
+        except Exception as error:  # noqa: BLE001 - every waiter must hear of the failure
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            return
+        finally:
+            self._pool.release(model)
+        start = 0
+        for item in batch:
+            _resolve(item.future, {name: value[start : start + item.rows] for name, value in outputs.items()})
+            start += item.rows
+
+    async def close(self) -> None:
+        if self._collector is not None:
+            self._collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._collector
+        if self._calls:
+            await asyncio.gather(*self._calls, return_exceptions=True)

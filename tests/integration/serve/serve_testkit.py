@@ -1,0 +1,138 @@
+"""Helpers of the serving tests (a uniquely named module so it never collides with another conftest)."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+REPO = Path(__file__).resolve().parents[3]
+NAME = "digits"
+
+BUILD_MODELS = r"""
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, tensorflow as tf, tf_keras as keras
+
+out = sys.argv[1]
+keras.utils.set_random_seed(0)
+inputs = keras.Input((8, 8, 1))
+x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+x = keras.layers.Flatten()(x)
+x = keras.layers.Dense(32, activation="relu")(x)
+model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+open(os.path.join(out, "float32.tflite"), "wb").write(converter.convert())
+
+rng = np.random.default_rng(0)
+def representative():
+    for _ in range(32):
+        yield [rng.random((1, 8, 8, 1), dtype=np.float32)]
+converter = tf.lite.TFLiteConverter.from_keras_model(model)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+converter.representative_dataset = representative
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+converter.inference_input_type = tf.int8
+converter.inference_output_type = tf.int8
+open(os.path.join(out, "int8.tflite"), "wb").write(converter.convert())
+"""
+
+
+@dataclass(frozen=True)
+class Models:
+    float32: Path
+    int8: Path
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def litert_predict(path: Path, batch: np.ndarray) -> np.ndarray:
+    """The oracle: LiteRT called directly, with its own quantization, independent of the server's code."""
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], list(batch.shape))
+    interpreter.allocate_tensors()
+    scale, zero = detail["quantization"]
+    if detail["dtype"] == np.int8:
+        batch = np.clip(np.round(batch / scale) + zero, -128, 127).astype(np.int8)
+    interpreter.set_tensor(detail["index"], batch.astype(detail["dtype"]))
+    interpreter.invoke()
+    out = interpreter.get_output_details()[0]
+    result = interpreter.get_tensor(out["index"])
+    if out["dtype"] == np.int8:
+        o_scale, o_zero = out["quantization"]
+        return (result.astype(np.float32) - o_zero) * o_scale
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_command() -> list[str]:
+    """`python -m optimodel serve` once the main CLI exists; the serve package's own entry until then."""
+    if (REPO / "operator" / "optimodel" / "cli.py").exists():
+        return [sys.executable, "-m", "optimodel", "serve"]
+    return [sys.executable, "-m", "optimodel.serve"]
+
+
+@dataclass
+class Server:
+    url: str
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, server: Server) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise AssertionError(
+                f"server exited ({server.process.returncode}) before {what}:\n{server.output()}"
+            )
+        try:
+            if check():
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}:\n{server.output()}")
+
+
+StartServer = Callable[..., Server]
+Oracle = Callable[[Path, np.ndarray], np.ndarray]
+
+
+def batch(rows: int, seed: int = 0) -> np.ndarray:
+    """Random digits-like inputs in [0, 1)."""
+    return np.random.default_rng(seed).random((rows, 8, 8, 1), dtype=np.float32)

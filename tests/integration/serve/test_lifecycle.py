@@ -1,0 +1,159 @@
+"""Loading from file:// and s3:// with digest verification, refusal on mismatch, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from serve_testkit import Models, Oracle, Server, StartServer, batch, free_port, sha256
+
+V2_INFER = "/v2/models/{name}/infer"
+
+
+def v2_body(x: np.ndarray) -> dict[str, object]:
+    return {
+        "inputs": [
+            {"name": "input_1", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
+
+
+def test_matching_digest_serves(start_server: StartServer, models: Models) -> None:
+    server = start_server(models.float32, "--sha256", sha256(models.float32).upper())
+    assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+
+
+def test_digest_mismatch_never_becomes_ready(start_server: StartServer, models: Models) -> None:
+    """Stays live (no crash loop), unready, and says why in the readiness body, v1 status and log."""
+    server = start_server(models.float32, "--sha256", "0" * 64, ready=False)
+    status_url = f"{server.url}/v1/models/{server.name}"
+    deadline = time.monotonic() + 20
+    while httpx.get(status_url).json()["model_version_status"][0]["state"] != "END":
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+    status = httpx.get(status_url).json()["model_version_status"][0]["status"]
+    assert status["error_code"] == "UNKNOWN" and "sha256 mismatch" in status["error_message"]
+    ready = httpx.get(f"{server.url}/v2/health/ready")
+    assert ready.status_code == 503 and "sha256 mismatch" in ready.json()["error"]
+    assert httpx.get(f"{server.url}/v2/models/{server.name}/ready").status_code == 503
+    assert (
+        httpx.post(server.url + V2_INFER.format(name=server.name), json=v2_body(batch(1))).status_code == 503
+    )
+    assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
+    assert server.process.poll() is None
+    assert "sha256 mismatch" in server.output()
+    assert server.stop() == 0
+
+
+def test_sigterm_drains_requests_in_flight(start_server: StartServer, models: Models, oracle: Oracle) -> None:
+    """A request held 1.5 s by the batcher's wait is in flight at SIGTERM: it completes, then exit 0.
+
+    With one interpreter (taken by the batch being formed) the batcher waits the full 1.5 s for company.
+    """
+    server = start_server(
+        models.float32, "--interpreters", "1", "--batch-wait-ms", "1500", "--max-batch-size", "64"
+    )
+    x = batch(2, seed=5)
+    result: dict[str, httpx.Response] = {}
+
+    def slow() -> None:
+        result["answer"] = httpx.post(
+            server.url + V2_INFER.format(name=server.name), json=v2_body(x), timeout=30
+        )
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while "optimodel_requests_in_flight 2.0" not in httpx.get(f"{server.url}/metrics").text:
+        assert time.monotonic() < deadline, "the slow request never arrived"
+        time.sleep(0.02)
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{server.url}/v2/health/live", timeout=2)  # no longer listening
+    thread.join(timeout=20)
+    answer = result["answer"]
+    assert answer.status_code == 200, answer.text
+    assert np.allclose(
+        np.reshape(answer.json()["outputs"][0]["data"], (2, 10)), oracle(models.float32, x), atol=1e-6
+    )
+    assert server.process.wait(timeout=15) == 0
+    assert "drained" in server.output()
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An S3-compatible server (moto) on loopback; yields its endpoint."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(endpoint)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+                time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def upload(endpoint: str, path: Path, key: str) -> str:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    client.create_bucket(Bucket="models")
+    client.upload_file(str(path), "models", key)
+    return f"s3://models/{key}"
+
+
+def test_loads_from_s3_with_digest(
+    start_server: StartServer, models: Models, oracle: Oracle, s3: str
+) -> None:
+    uri = upload(s3, models.int8, "digits/int8/model.tflite")
+    server: Server = start_server(uri, "--sha256", sha256(models.int8), "--s3-endpoint", s3, env=S3_ENV)
+    x = batch(2, seed=6)
+    answer = httpx.post(f"{server.url}/v1/models/{server.name}:predict", json={"instances": x.tolist()})
+    assert np.allclose(answer.json()["predictions"], oracle(models.int8, x), atol=1e-6)
+
+
+def test_missing_s3_object_stays_unready(start_server: StartServer, s3: str) -> None:
+    server = start_server(
+        "s3://models/nothing/here.tflite",
+        "--s3-endpoint",
+        s3,
+        ready=False,
+        env={**S3_ENV, **{k: v for k, v in os.environ.items() if k == "PATH"}},
+    )
+    deadline = time.monotonic() + 20
+    while "does not exist" not in httpx.get(f"{server.url}/v2/health/ready").text:
+        assert time.monotonic() < deadline, server.output()
+        time.sleep(0.05)
+    assert httpx.get(f"{server.url}/v2/health/ready").status_code == 503

@@ -1,0 +1,89 @@
+"""`method: auto`: the smallest candidate that passes every gate, every candidate reported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optimodel.optimize.pipeline import optimize
+from optimodel.report import Report
+from tests.integration.conftest import DigitsFiles
+from tests.integration.specs import digits_spec
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def skewed_calibration(digits: DigitsFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Calibration inputs 50 times too large: full int8 then loses accuracy, dynamic range does not."""
+    root = tmp_path_factory.mktemp("skewed")
+    with np.load(digits.calibration) as calibration:
+        np.savez(root / "calibration.npz", x=calibration["x"] * 50)
+    return root / "calibration.npz"
+
+
+def search(digits: DigitsFiles, artifacts: Path, calibration: Path, optimization: dict[str, object] | None = None,
+           **changes: object) -> Report:
+    auto = {"method": "auto", "quantization": {"calibrationData": f"file://{calibration}"}, **(optimization or {})}
+    spec = digits_spec(digits.uri(digits.model), f"file://{digits.root}", f"file://{artifacts}",
+                       optimization=auto, **changes)
+    return optimize(spec, lambda fraction, message: None)
+
+
+def test_int8_failing_a_tight_drop_gate_makes_the_search_pick_dynamic_range(
+        digits: DigitsFiles, skewed_calibration: Path, tmp_path: Path) -> None:
+    report = search(digits, tmp_path, skewed_calibration, gates={"maxMetricDrop": 0.02})
+
+    assert [(c.name, c.passed) for c in report.candidates] == [("int8", False), ("dynamic", True)]
+    int8 = report.candidates[0]
+    assert [g.name for g in int8.gates if not g.passed] == ["maxMetricDrop"]
+    assert report.chosen == "dynamic" and report.quantization == "dynamic" and report.passed
+    assert report.artifact is not None and report.artifact.uri.endswith(f"{report.key}/model.tflite")
+    assert report.artifact == report.candidates[1].artifact
+
+
+def test_when_every_candidate_fails_nothing_is_chosen_and_every_failure_is_reported(
+        digits: DigitsFiles, skewed_calibration: Path, tmp_path: Path) -> None:
+    report = search(digits, tmp_path, skewed_calibration, gates={"maxSizeRatio": 0.01, "maxMetricDrop": 0.02})
+
+    assert [c.name for c in report.candidates] == ["int8", "dynamic", "float16"]
+    assert not report.passed and report.chosen is None and report.artifact is None
+    for candidate in report.candidates:
+        failed = {g.name: g for g in candidate.gates if not g.passed}
+        assert "maxSizeRatio" in failed and failed["maxSizeRatio"].threshold == 0.01
+    assert not (tmp_path / report.key / "model.tflite").exists()
+    assert (tmp_path / report.key / "report.json").exists()
+
+
+def test_the_budget_stops_the_search(digits: DigitsFiles, skewed_calibration: Path, tmp_path: Path) -> None:
+    """Pruning first: its fine-tune alone outlasts the one-second budget."""
+    report = search(digits, tmp_path, skewed_calibration, optimization={
+        "search": "exhaustive", "budgetSeconds": 1, "candidates": ["prune-int8", "dynamic", "float16"],
+        "pruning": {"trainingData": f"file://{digits.train}", "fineTuneEpochs": 2}})
+
+    tried = [c for c in report.candidates if c.error is None]
+    skipped = [c for c in report.candidates if c.error is not None]
+    assert [c.name for c in tried] == ["prune-int8"]
+    assert [c.name for c in skipped] == ["dynamic", "float16"]
+    assert all("budget of 1 s" in (c.error or "") for c in skipped)
+
+
+def test_exhaustive_search_picks_the_smallest_passing_and_plots_it(
+        digits: DigitsFiles, tmp_path: Path, write_manifest: object) -> None:
+    manifest = write_manifest(tmp_path, optimization={"method": "auto", "search": "exhaustive"},  # type: ignore[operator]
+                              gates={"maxSizeRatio": 0.6, "maxMetricDrop": 0.05})
+    plot = tmp_path / "candidates.png"
+    result = subprocess.run([sys.executable, "-m", "optimodel", "run", str(manifest), "--plot", str(plot),
+                             "--output", "json"], capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr
+    report = Report.model_validate_json(result.stdout)
+    assert [c.name for c in report.candidates] == ["int8", "dynamic", "float16"]
+    smallest = min(report.candidates, key=lambda c: c.artifact.size_bytes if c.artifact else 0)
+    assert report.chosen == smallest.name and report.artifact is not None
+    assert report.artifact.sha256 == smallest.artifact.sha256 if smallest.artifact else False
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000

@@ -30,7 +30,7 @@ $(K8S_STAMP): hack/build-k8s.sh
 k8s-bins: $(K8S_STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/digits/make_digits.py --out $(DEMO_DIR)
+	$(BIN)/python examples/digits/make_digits.py --out $(DEMO_DIR) --models digits-wide
 	$(BIN)/optimodel run examples/digits/local.yaml
 
 lint: $(STAMP)

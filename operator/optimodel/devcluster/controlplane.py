@@ -1,0 +1,463 @@
+"""Start, inspect and stop a local control plane: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and the node agent, each a process whose id is recorded in the state directory.
+
+Layout of a state directory: `cluster.json` (ports, network, process records), `pki/`,
+`kubeconfig` (admin), `kubeconfigs/` (components and minted users), `logs/`, `etcd/`, `node/`
+(the node agent's per-pod files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optimodel.devcluster import network, procs
+from optimodel.devcluster.kubeconfig import write_kubeconfig
+from optimodel.devcluster.network import NetworkConfig
+from optimodel.devcluster.pki import Pki
+
+NODE_NAME = "optimodel-node"
+SERVICE_CIDR = "10.96.0.0/12"
+SERVICE_IP = "10.96.0.1"
+CONTROLLERS = (
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "job-controller",
+    "deployment-controller",
+    "replicaset-controller",
+    "endpointslice-controller",
+    "garbage-collector-controller",
+    "namespace-controller",
+    "ttl-after-finished-controller",
+)
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the optimodel package
+_REPO_BIN = _PACKAGE_ROOT.parent / ".dev" / "bin"
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started or reached."""
+
+
+def default_bin_dir() -> Path:
+    """Where `make k8s-bins` (hack/build-k8s.sh) links the binaries; OPTIMODEL_K8S_BIN overrides."""
+    return Path(os.environ.get("OPTIMODEL_K8S_BIN", str(_REPO_BIN)))
+
+
+def missing_binaries(bin_dir: Path) -> list[str]:
+    """Names of the required binaries that `bin_dir` lacks."""
+    return [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
+
+
+def free_port() -> int:
+    """A TCP port free on all addresses right now."""
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", 0))
+        return int(s.getsockname()[1])
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class ClusterState:
+    """What `up` recorded: enough for `down` to stop exactly it and for clients to reach it."""
+
+    bridge: str
+    cidr: str
+    owns_bridge: bool
+    ports: dict[str, int]
+    processes: list[procs.ProcessRecord] = field(default_factory=list)
+
+    @property
+    def network(self) -> NetworkConfig:
+        """The bridge configuration."""
+        return NetworkConfig(self.bridge, self.cidr)
+
+    def to_json(self) -> str:
+        """Serialized form for cluster.json."""
+        data: dict[str, Any] = {
+            "bridge": self.bridge,
+            "cidr": self.cidr,
+            "ownsBridge": self.owns_bridge,
+            "ports": self.ports,
+            "processes": [p.to_json() for p in self.processes],
+        }
+        return json.dumps(data, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ClusterState:
+        """Parse cluster.json."""
+        data = json.loads(text)
+        return cls(
+            bridge=data["bridge"],
+            cidr=data["cidr"],
+            owns_bridge=data["ownsBridge"],
+            ports=data["ports"],
+            processes=[procs.ProcessRecord.from_json(p) for p in data["processes"]],
+        )
+
+
+class ControlPlane:
+    """One local cluster living in one state directory."""
+
+    def __init__(self, state_dir: Path, bin_dir: Path | None = None, tie_to_caller: bool = False) -> None:
+        """`tie_to_caller`: the processes get SIGTERM when the calling thread's process dies (test
+        sessions killed by a timeout then leave nothing behind: the agent cleans up the network)."""
+        self.state_dir = state_dir.resolve()
+        self.tie_to_caller = tie_to_caller
+        self.bin_dir = (bin_dir or default_bin_dir()).resolve()
+        self.pki = Pki(self.state_dir / "pki")
+        self.kubeconfig = self.state_dir / "kubeconfig"
+        self.logs = self.state_dir / "logs"
+        self._state_file = self.state_dir / "cluster.json"
+
+    # ----- state -----------------------------------------------------------------------------
+    def load_state(self) -> ClusterState | None:
+        """The recorded state, or None when nothing was started here."""
+        if not self._state_file.exists():
+            return None
+        return ClusterState.from_json(self._state_file.read_text())
+
+    def _save(self, state: ClusterState) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self._state_file.with_suffix(".tmp")
+        tmp.write_text(state.to_json())
+        tmp.replace(self._state_file)
+
+    def running(self) -> bool:
+        """True when every recorded process is alive."""
+        state = self.load_state()
+        return bool(state and state.processes and all(procs.is_alive(p) for p in state.processes))
+
+    @property
+    def api_port(self) -> int:
+        """The API server's secure port."""
+        state = self.load_state()
+        if state is None:
+            raise ClusterError(f"no cluster recorded in {self.state_dir}")
+        return state.ports["apiserver"]
+
+    @property
+    def host_ip(self) -> str:
+        """The bridge address: pods and clients reach the API server there."""
+        state = self.load_state()
+        if state is None:
+            raise ClusterError(f"no cluster recorded in {self.state_dir}")
+        return state.network.host_ip
+
+    # ----- up ---------------------------------------------------------------------------------
+    def up(self, net: NetworkConfig | None = None, timeout: float = 90.0) -> ClusterState:
+        """Start the cluster and wait until a pod could run on it; reports an already running one.
+
+        `net` None claims a bridge of its own (test clusters); otherwise that bridge is used and
+        created when missing.
+        """
+        state = self.load_state()
+        if state is not None and self.running():
+            return state
+        if state is not None:
+            self.down()  # a half-dead cluster: stop what is left, then start afresh
+        missing = missing_binaries(self.bin_dir)
+        if missing:
+            raise ClusterError(f"missing {', '.join(missing)} in {self.bin_dir}: run `make k8s-bins`")
+        if os.geteuid() != 0:
+            raise ClusterError("the local cluster needs root: pods get network and mount namespaces")
+        if net is None:
+            net, owns = network.claim_test_bridge(), True
+        else:
+            owns = not network.bridge_exists(net)
+            network.ensure_bridge(net)
+        old_ports = state.ports if state else {}
+        ports = {
+            name: old_ports[name] if name in old_ports and _port_free(old_ports[name]) else free_port()
+            for name in ("etcd", "etcdPeer", "apiserver", "controllerManager", "scheduler")
+        }
+        state = ClusterState(bridge=net.bridge, cidr=net.cidr, owns_bridge=owns, ports=ports)
+        self._save(state)
+        try:
+            self._start(state, timeout)
+        except BaseException:
+            self.down()
+            raise
+        return state
+
+    def _start(self, state: ClusterState, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self._make_credentials(state)
+        self._spawn(state, "etcd", self._etcd_args(state))
+        self._spawn(state, "kube-apiserver", self._apiserver_args(state))
+        self._wait("kube-apiserver /readyz", deadline, state, lambda: self._get("/readyz") == "ok")
+        self._spawn(state, "kube-controller-manager", self._controller_manager_args(state))
+        self._spawn(state, "kube-scheduler", self._scheduler_args(state))
+        self._spawn(state, "node-agent", self._agent_args(state), env=self._agent_env())
+        self._wait(
+            "the default ServiceAccount",
+            deadline,
+            state,
+            lambda: self._exists("/api/v1/namespaces/default/serviceaccounts/default"),
+        )
+        self._wait(
+            "the kube-root-ca.crt ConfigMap",
+            deadline,
+            state,
+            lambda: self._exists("/api/v1/namespaces/default/configmaps/kube-root-ca.crt"),
+        )
+        self._wait(f"Node {NODE_NAME} Ready", deadline, state, self._node_ready)
+        self._wait(
+            "kube-scheduler /healthz",
+            deadline,
+            state,
+            lambda: self._component_healthy(state.ports["scheduler"]),
+        )
+
+    def _make_credentials(self, state: ClusterState) -> None:
+        self.pki.ensure_ca()
+        host_ip = state.network.host_ip
+        self.pki.serving_cert("apiserver", ["127.0.0.1", host_ip, SERVICE_IP])
+        state_kc = self.state_dir / "kubeconfigs"
+        server = f"https://127.0.0.1:{state.ports['apiserver']}"
+        admin = self.pki.client_cert("admin", "optimodel-admin", ("system:masters",))
+        write_kubeconfig(self.kubeconfig, server, self.pki.ca.cert, "optimodel-admin", admin)
+        for name, user in (
+            ("kube-controller-manager", "system:kube-controller-manager"),
+            ("kube-scheduler", "system:kube-scheduler"),
+        ):
+            write_kubeconfig(
+                state_kc / f"{name}.yaml", server, self.pki.ca.cert, user, self.pki.client_cert(name, user)
+            )
+        self.pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",))
+        self.pki.serving_cert("node", [host_ip, "127.0.0.1"], dns=(NODE_NAME, "localhost"))
+
+    def _spawn(self, state: ClusterState, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        if self.tie_to_caller:
+            # The agent cleans up the network on SIGTERM; the rest hold nothing worth a graceful
+            # stop (a kube-apiserver whose etcd is gone hangs in its shutdown).
+            signal = "TERM" if name == "node-agent" else "KILL"
+            argv = ["setpriv", "--pdeathsig", signal, "--", *argv]
+        state.processes.append(procs.spawn(name, argv, self.logs / f"{name}.log", env))
+        self._save(state)
+
+    def _bin(self, name: str) -> str:
+        return str(self.bin_dir / name)
+
+    def _etcd_args(self, state: ClusterState) -> list[str]:
+        client, peer = (
+            f"http://127.0.0.1:{state.ports['etcd']}",
+            f"http://127.0.0.1:{state.ports['etcdPeer']}",
+        )
+        return [
+            self._bin("etcd"),
+            "--name=default",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_args(self, state: ClusterState) -> list[str]:
+        p = self.pki.dir
+        return [
+            self._bin("kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{state.ports['etcd']}",
+            "--bind-address=0.0.0.0",
+            f"--secure-port={state.ports['apiserver']}",
+            f"--advertise-address={state.network.host_ip}",
+            f"--cert-dir={p}",
+            f"--tls-cert-file={p / 'apiserver.crt'}",
+            f"--tls-private-key-file={p / 'apiserver.key'}",
+            f"--client-ca-file={p / 'ca.crt'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={p / 'sa.pub'}",
+            f"--service-account-signing-key-file={p / 'sa.key'}",
+            "--allow-privileged=true",
+            f"--kubelet-client-certificate={p / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={p / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={p / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _component_args(self, name: str, port: int) -> list[str]:
+        kc = self.state_dir / "kubeconfigs" / f"{name}.yaml"
+        return [
+            self._bin(name),
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--cert-dir={self.state_dir / 'pki' / name}",
+            "--leader-elect=false",
+            "--v=1",
+        ]
+
+    def _controller_manager_args(self, state: ClusterState) -> list[str]:
+        p = self.pki.dir
+        return [
+            *self._component_args("kube-controller-manager", state.ports["controllerManager"]),
+            f"--controllers={','.join(CONTROLLERS)}",
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={p / 'sa.key'}",
+            f"--root-ca-file={p / 'ca.crt'}",
+            f"--cluster-signing-cert-file={p / 'ca.crt'}",
+            f"--cluster-signing-key-file={p / 'ca.key'}",
+            "--concurrent-deployment-syncs=5",
+            "--concurrent-replicaset-syncs=5",
+        ]
+
+    def _scheduler_args(self, state: ClusterState) -> list[str]:
+        return self._component_args("kube-scheduler", state.ports["scheduler"])
+
+    def _agent_args(self, state: ClusterState) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "optimodel.devcluster.nodeagent",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--state-dir={self.state_dir / 'node'}",
+            f"--bridge={state.bridge}",
+            f"--cidr={state.cidr}",
+            f"--api-port={state.ports['apiserver']}",
+            f"--node-name={NODE_NAME}",
+            f"--pki-dir={self.pki.dir}",
+            *(["--delete-bridge"] if state.owns_bridge else []),
+        ]
+
+    def _agent_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _wait(self, what: str, deadline: float, state: ClusterState, check: Callable[[], bool]) -> None:
+        while True:
+            for record in state.processes:
+                if not procs.is_alive(record):
+                    raise ClusterError(
+                        f"{record.name} exited while waiting for {what}; see {self.logs}/{record.name}.log"
+                    )
+            try:
+                if check():
+                    return
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise ClusterError(f"timed out waiting for {what}; logs in {self.logs}")
+            time.sleep(0.1)
+
+    # ----- talking to the API server (stdlib only: used before any client exists) ------------
+    def _ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca.cert))
+        ctx.load_cert_chain(str(self.pki.dir / "admin.crt"), str(self.pki.dir / "admin.key"))
+        return ctx
+
+    def _get(self, path: str) -> str:
+        url = f"https://127.0.0.1:{self.api_port}{path}"
+        with urllib.request.urlopen(url, context=self._ssl_context(), timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def _exists(self, path: str) -> bool:
+        try:
+            self._get(path)
+        except urllib.error.HTTPError as err:
+            if err.code == 404:
+                return False
+            raise
+        return True
+
+    def _node_ready(self) -> bool:
+        try:
+            node = json.loads(self._get(f"/api/v1/nodes/{NODE_NAME}"))
+        except urllib.error.HTTPError:
+            return False
+        conditions = node.get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def _component_healthy(self, port: int) -> bool:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=5) as resp:
+            return bool(resp.status == 200)
+
+    # ----- down / status --------------------------------------------------------------------
+    def down(self) -> None:
+        """Stop exactly the recorded processes (newest first), then remove pod namespaces and the bridge."""
+        state = self.load_state()
+        if state is None:
+            return
+        for record in reversed(state.processes):
+            procs.stop(record, grace=15.0 if record.name == "node-agent" else 10.0)
+        for path in (self.state_dir / "node").glob("pods/*/procs/*.json"):
+            procs.stop(procs.ProcessRecord.from_json(json.loads(path.read_text())), grace=2.0)
+        if state.owns_bridge:
+            network.delete_bridge(state.network)
+        else:
+            network.cleanup_pods(state.network)
+        state.processes = []
+        self._save(state)
+
+    def status(self) -> str:
+        """A human summary: each recorded process and whether it runs."""
+        state = self.load_state()
+        if state is None or not state.processes:
+            return f"no cluster running in {self.state_dir}"
+        lines = [
+            f"kubeconfig: {self.kubeconfig}",
+            f"API server: https://{state.network.host_ip}:{state.ports['apiserver']}",
+        ]
+        for record in state.processes:
+            lines.append(f"{record.name:<24} pid {record.pid:<8} {'running' if procs.is_alive(record) else 'stopped'}")
+        return "\n".join(lines)
+
+    # ----- credentials for tests --------------------------------------------------------------
+    def user_kubeconfig(self, user: str, groups: tuple[str, ...] | list[str] = ()) -> Path:
+        """A kubeconfig authenticating as `user` in `groups` (a client certificate signed by the CA)."""
+        slug = re.sub(r"[^A-Za-z0-9_.-]", "_", user)
+        cert = self.pki.client_cert(f"user-{slug}", user, tuple(groups))
+        return write_kubeconfig(
+            self.state_dir / "kubeconfigs" / f"user-{slug}.yaml",
+            f"https://127.0.0.1:{self.api_port}",
+            self.pki.ca.cert,
+            user,
+            cert,
+        )
+
+    def service_account_token(self, namespace: str, name: str, expiration_seconds: int = 3600) -> str:
+        """A token for the ServiceAccount, from the TokenRequest API."""
+        body = json.dumps(
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": expiration_seconds},
+            }
+        ).encode()
+        url = f"https://127.0.0.1:{self.api_port}/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token"
+        req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=self._ssl_context(), timeout=10) as resp:
+            return str(json.loads(resp.read())["status"]["token"])

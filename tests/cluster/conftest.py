@@ -1,0 +1,75 @@
+"""Fixtures for tests against a real local control plane (see docs/devcluster.md).
+
+`dev_cluster` (session scope) is the stable interface for every test in tests/cluster:
+
+    dev_cluster.kubeconfig: Path         admin kubeconfig (system:masters)
+    dev_cluster.host_ip: str             bridge address: pods reach the API server and test servers here
+    dev_cluster.api_port: int            API server port (on 127.0.0.1 and host_ip)
+    dev_cluster.state_dir: Path          logs/ (components), node/logs/NS_POD_UID/CONTAINER.log (pods)
+    dev_cluster.kubectl(*args, input=None, check=True) -> CompletedProcess[str]   kubectl v1.36, admin
+    dev_cluster.user_kubeconfig(user, groups=()) -> Path     act as someone with fewer rights
+    dev_cluster.service_account_token(namespace, name) -> str     TokenRequest API
+    dev_cluster.api_client() -> kubernetes.client.ApiClient       admin client
+
+It starts a fresh cluster in a temporary directory (free ports, a bridge of its own, so parallel
+sessions do not collide) and stops it at the end of the session; with OPTIMODEL_TEST_KUBECONFIG
+set it uses that cluster instead (e.g. `.dev/kubeconfig` of `make cluster`) and leaves it running.
+OPTIMODEL_KEEP_CLUSTER_STATE=1 keeps the temporary state directory (logs) for debugging.
+Pods run as local processes: a container's `command`/`args` run with the project's Python first
+on PATH; the image is ignored. Every test here is marked `cluster`.
+
+`namespace` (function scope) is a fresh namespace with its default ServiceAccount, deleted
+(without waiting) after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from optimodel.devcluster.controlplane import ClusterError
+from optimodel.devcluster.fixture import DevCluster, from_kubeconfig, reused_kubeconfig, start_throwaway, stop
+
+_HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of this folder `cluster`."""
+    for item in items:
+        if _HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def dev_cluster() -> Iterator[DevCluster]:
+    """A running cluster for the whole session (see the module docstring)."""
+    reused = reused_kubeconfig()
+    if reused is not None:
+        yield from_kubeconfig(reused)
+        return
+    try:
+        cluster = start_throwaway()
+    except ClusterError as err:
+        pytest.fail(f"cannot start the local cluster: {err}")
+    try:
+        yield cluster
+    finally:
+        stop(cluster, remove_state=not os.environ.get("OPTIMODEL_KEEP_CLUSTER_STATE"))
+
+
+@pytest.fixture
+def namespace(dev_cluster: DevCluster) -> Iterator[str]:
+    """A namespace of this test's own."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    dev_cluster.kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 20
+    while dev_cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
+        assert time.monotonic() < deadline, f"no default ServiceAccount in {name}"
+        time.sleep(0.1)
+    yield name
+    dev_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

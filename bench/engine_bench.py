@@ -25,7 +25,7 @@ from optimodel.optimize.pipeline import optimize  # noqa: E402
 from optimodel.report import Report  # noqa: E402
 from optimodel.spec import parse_spec  # noqa: E402
 
-PRUNING = {"targetSparsity": 0.8, "fineTuneEpochs": 6, "learningRate": 1e-4}
+PRUNING = {"targetSparsity": 0.8, "fineTuneEpochs": 8, "learningRate": 1e-4}
 
 
 def spec(data: Path, model: str, artifacts: Path, optimization: dict[str, Any], gates: dict[str, Any]) -> Any:

@@ -91,7 +91,7 @@ class Pruning(Model):
     target_sparsity: float = Field(
         0.8, gt=0, lt=1, description="Fraction of weights set to zero, in (0, 1).")
     fine_tune_epochs: int = Field(
-        6, ge=1, le=1000, description="Epochs of fine-tuning while the sparsity ramps up and holds.")
+        8, ge=1, le=1000, description="Epochs of fine-tuning while the sparsity ramps up and holds.")
     learning_rate: float = Field(
         1e-4, gt=0, le=1, description="Adam learning rate of the fine-tune; a low rate keeps accuracy.")
     batch_size: int = Field(32, ge=1, le=65_536, description="Fine-tuning batch size.")

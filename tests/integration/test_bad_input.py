@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.integration.conftest import DigitsFiles
-from tests.integration.specs import digits_spec
-from tests.support.s3server import S3Server
 
 from optimodel.errors import AccessDeniedError, InputError, NotFoundError, SpecError, StorageError
 from optimodel.optimize.pipeline import optimize
+from tests.integration.conftest import DigitsFiles
+from tests.integration.specs import digits_spec
+from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.slow
 

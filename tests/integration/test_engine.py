@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
-from tests.integration.conftest import DigitsFiles
-from tests.integration.specs import digits_spec
 
 from optimodel.optimize.pipeline import optimize
 from optimodel.report import Report
+from tests.integration.conftest import DigitsFiles
+from tests.integration.specs import digits_spec
 
 pytestmark = pytest.mark.slow
 

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.integration.conftest import DigitsFiles
-from tests.integration.specs import digits_spec
-from tests.support.s3server import S3Server
 
 from optimodel.optimize.pipeline import optimize
 from optimodel.report import Report
+from tests.integration.conftest import DigitsFiles
+from tests.integration.specs import digits_spec
+from tests.support.s3server import S3Server
 
 pytestmark = pytest.mark.slow
 

@@ -79,7 +79,7 @@ def test_auto_without_calibration_data_skips_int8() -> None:
 def test_pruning_ramps_over_two_thirds_of_the_fine_tune() -> None:
     parsed = parse_spec(spec(optimization={"method": "prune", "pruning": {"trainingData": "s3://data/t.npz"}}))
     assert parsed.optimization.pruning is not None
-    assert parsed.optimization.pruning.fine_tune_epochs == 6 and parsed.optimization.pruning.ramp_epochs == 4
+    assert parsed.optimization.pruning.fine_tune_epochs == 8 and parsed.optimization.pruning.ramp_epochs == 6
 
 
 @pytest.mark.parametrize("name", ["local.yaml", "optimizedmodel.yaml"])

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from serve_testkit import (
+
+from tests.integration.serve.serve_testkit import (
     BUILD_MODELS,
     NAME,
     REPO,

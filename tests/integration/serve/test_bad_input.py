@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from serve_testkit import Models, Server, StartServer, batch
+
+from tests.integration.serve.serve_testkit import Models, Server, StartServer, batch
 
 MAX_BODY = 64 * 1024
 GOOD_ROWS = batch(2).tolist()

@@ -9,7 +9,8 @@ import time
 import httpx
 import numpy as np
 import pytest
-from serve_testkit import Models, Oracle, StartServer, batch
+
+from tests.integration.serve.serve_testkit import Models, Oracle, StartServer, batch
 
 CLIENTS = 16
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from serve_testkit import Models, Oracle, Server, StartServer, batch, free_port, sha256
+
+from tests.integration.serve.serve_testkit import Models, Oracle, Server, StartServer, batch, free_port, sha256
 
 V2_INFER = "/v2/models/{name}/infer"
 

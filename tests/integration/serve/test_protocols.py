@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import numpy as np
 import pytest
-from serve_testkit import Models, Oracle, Server, StartServer, batch
+
+from tests.integration.serve.serve_testkit import Models, Oracle, Server, StartServer, batch
 
 
 @pytest.fixture

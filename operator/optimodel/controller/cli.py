@@ -1,0 +1,75 @@
+"""`optimodel operator`: parse the flags, load the settings, run kopf. Controller layer.
+
+kopf and the Kubernetes client are imported when the command runs, not when `optimodel --help` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+
+from optimodel.controller.settings import Settings
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from optimodel.controller.handlers import Operator, register
+
+    settings = Settings.from_env()
+    namespaces = () if args.all_namespaces else tuple(args.namespace or ()) or settings.namespaces
+    settings = dataclasses.replace(
+        settings,
+        namespaces=namespaces,
+        metrics_port=args.metrics_port if args.metrics_port is not None else settings.metrics_port,
+        health_port=args.health_port if args.health_port is not None else settings.health_port,
+        kubeconfig=args.kubeconfig or settings.kubeconfig,
+    )
+    logging.getLogger().handlers.clear()  # kopf's handler only: one JSON line per record
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    operator = Operator(settings)
+    registry = kopf.OperatorRegistry()
+    register(registry, operator)
+    if settings.metrics_port:
+        operator.metrics.serve(settings.metrics_port)
+    kopf.run(
+        registry=registry,
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
+    )
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `optimodel operator`."""
+    parser = subparsers.add_parser(
+        "operator",
+        help="run the kopf operator that reconciles OptimizedModel resources",
+        description="Watch OptimizedModels, run optimization Jobs, roll out serving Deployments. Settings "
+        "also come from OPTIMODEL_* environment variables (docs/operator.md).",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        metavar="NS",
+        help="watch this namespace (repeatable; default: OPTIMODEL_NAMESPACES or all)",
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    parser.add_argument("--metrics-port", type=int, help="Prometheus metrics port (0 disables; default 9090)")
+    parser.add_argument(
+        "--health-port", type=int, help="liveness endpoint /healthz port (0 disables; default 8080)"
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then KUBECONFIG)")
+    parser.add_argument(
+        "--log-format", choices=["json", "text"], default="json", help="log format (default json)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="debug logs")
+    parser.set_defaults(handler=_run)

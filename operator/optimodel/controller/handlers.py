@@ -1,0 +1,126 @@
+"""kopf handlers: thin shims from kopf's causes to `Reconciler.reconcile`. Controller layer.
+
+Registered into a registry passed in (no import-time registration), so `optimodel operator` and the
+tests build exactly the operator they run. One function answers resume, create, update and the
+resync timer; Job and Deployment events re-reconcile their owner at once, so a finished Job or a
+completed rollout shows in status within a second rather than at the next resync. Progress lives in
+annotations and status is written by the reconciler, never from handler return values.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import kopf
+
+from optimodel.controller.artifacts import Artifacts
+from optimodel.controller.kube import Kube, make_api_client
+from optimodel.controller.metrics import Metrics
+from optimodel.controller.reconciler import Reconciler
+from optimodel.controller.settings import Settings
+from optimodel.errors import OptimodelError
+from optimodel.reconcile import Event
+from optimodel.resources.common import MANAGED_BY
+from optimodel.spec import API_GROUP, API_VERSION, KIND, PLURAL
+
+CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+ANNOTATION_PREFIX = "optimodel.io"
+
+
+def post_event(body: dict[str, Any], event: Event) -> None:
+    kopf.event(cast(Any, body), type=event.type, reason=event.reason, message=event.message[:1024])
+
+
+@dataclass
+class Operator:
+    """What the handlers share; built at startup, once the operator has logged in."""
+
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    reconciler: Reconciler | None = None
+
+    def start(self) -> Reconciler:
+        kube = Kube(make_api_client(self.settings.kubeconfig))
+        self.reconciler = Reconciler(kube, Artifacts(), self.settings.pods, self.metrics, post_event)
+        return self.reconciler
+
+    def reconcile(self, namespace: str, name: str) -> None:
+        assert self.reconciler is not None, "the startup handler builds the reconciler"
+        outcome = self.reconciler.reconcile(namespace, name)
+        if outcome is None:
+            return
+        if outcome.permanent:
+            raise kopf.PermanentError(outcome.permanent)
+        if outcome.retry_after:
+            raise kopf.TemporaryError(outcome.status.message, delay=outcome.retry_after)
+
+
+def _owner_name(body: kopf.Body) -> str | None:
+    for ref in body.get("metadata", {}).get("ownerReferences", []):
+        if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{API_GROUP}/"):
+            return str(ref["name"])
+    return None
+
+
+def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
+    """Register every handler of the operator into `registry`."""
+    resource = (API_GROUP, API_VERSION, PLURAL)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """The kubeconfig of the settings when given (read now, not when a client module was imported)."""
+        if operator.settings.kubeconfig:
+            os.environ["KUBECONFIG"] = operator.settings.kubeconfig
+            return kopf.login_with_kubeconfig(**kwargs)
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.WARNING  # our Events are explicit; info logs stay logs
+        settings.execution.max_workers = operator.settings.workers
+        settings.networking.request_timeout = 60
+        settings.watching.server_timeout = 300
+        operator.start()
+
+    @kopf.on.resume(*resource, registry=registry)
+    @kopf.on.create(*resource, registry=registry)
+    @kopf.on.update(*resource, registry=registry)
+    @kopf.timer(
+        *resource,
+        interval=operator.settings.resync_seconds,
+        initial_delay=operator.settings.resync_seconds,
+        registry=registry,
+    )
+    def reconcile(name: str, namespace: str | None, **_: Any) -> None:
+        operator.reconcile(namespace or "", name)
+
+    @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, registry=registry)
+    @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)
+    def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+        owner = _owner_name(body)
+        if owner is not None:
+            assert operator.reconciler is not None
+            operator.reconciler.reconcile(namespace or "", owner)
+
+    @kopf.on.delete(*resource, field="spec.artifacts.deletionPolicy", value="Delete", registry=registry)
+    def delete_artifacts(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        """deletionPolicy Delete: remove the results this resource stored (before its finalizer goes)."""
+        assert operator.reconciler is not None
+        try:
+            removed = operator.reconciler.delete_artifacts(dict(body))
+        except OptimodelError as error:
+            message = f"artifacts not deleted yet: {error}"
+            raise kopf.TemporaryError(message, delay=operator.settings.retry_seconds) from None
+        logger.info(f"deleted stored results {removed}")
+
+    @kopf.on.delete(*resource, optional=True, registry=registry)
+    def forget(name: str, namespace: str | None, **_: Any) -> None:
+        if operator.reconciler is not None:
+            operator.reconciler.forget(namespace or "", name)

@@ -1,0 +1,203 @@
+"""Kubernetes API calls of the operator, through the sync `kubernetes` client. Adapter (I/O edge).
+
+Runs in kopf's thread pool (sync handlers), never on its event loop. Children are applied with
+server-side apply (idempotent: the same object twice is a no-op); Jobs are created once and never
+changed, since a Job's template is immutable.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from optimodel.errors import OptimodelError
+from optimodel.reconcile import DeploymentObservation, JobObservation
+from optimodel.resources import ServedArtifact
+from optimodel.resources.job import CONTAINER as JOB_CONTAINER
+from optimodel.spec import API_GROUP, API_VERSION, PLURAL
+
+FIELD_MANAGER = "optimodel"
+APPLY = "application/apply-patch+yaml"
+MERGE = "application/merge-patch+json"
+CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+class CredentialsError(OptimodelError):
+    """The Secret named by spec.artifacts.s3.credentialsSecret is missing or lacks a key."""
+
+    reason = "CredentialsMissing"
+
+
+def _condition(obj: Any, type_: str) -> Any:
+    return next((c for c in (obj.status.conditions or []) if c.type == type_ and c.status == "True"), None)
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def _termination(message: str | None) -> dict[str, Any] | None:
+    """The Job's JSON termination message; logs (FallbackToLogsOnError) become the error text."""
+    if not message:
+        return None
+    try:
+        parsed = json.loads(message)
+    except ValueError:
+        return {"error": message.strip().splitlines()[-1][:500] if message.strip() else message}
+    return parsed if isinstance(parsed, dict) else {"error": str(parsed)[:500]}
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            body: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                API_GROUP, API_VERSION, namespace, PLURAL, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return body
+
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE
+            )
+        except ApiException as error:
+            if error.status != 404:  # deleted meanwhile: nothing to report on
+                raise
+
+    def credentials(self, namespace: str, secret: str) -> tuple[str, str]:
+        try:
+            data = self.core.read_namespaced_secret(secret, namespace).data or {}
+        except ApiException as error:
+            if error.status == 404:
+                raise CredentialsError(
+                    f"Secret {namespace}/{secret} (spec.artifacts.s3.credentialsSecret) does not exist"
+                ) from None
+            raise
+        missing = [key for key in CREDENTIAL_KEYS if key not in data]
+        if missing:
+            raise CredentialsError(f"Secret {namespace}/{secret} has no key {', '.join(missing)}")
+        key_id, secret_key = (base64.b64decode(data[key]).decode() for key in CREDENTIAL_KEYS)
+        return key_id, secret_key
+
+    def get_job(self, namespace: str, name: str, with_pods: bool = True) -> JobObservation | None:
+        try:
+            job = self.batch.read_namespaced_job(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        status = job.status
+        finished = next((t for t in ("Complete", "Failed") if _condition(job, t)), None)
+        failed_condition = _condition(job, "Failed")
+        termination = self._job_termination(namespace, name) if finished and with_pods else None
+        return JobObservation(
+            name=name,
+            active=status.active or 0,
+            succeeded=status.succeeded or 0,
+            failed=status.failed or 0,
+            finished=finished,
+            condition_reason=failed_condition.reason or "" if failed_condition else "",
+            condition_message=failed_condition.message or "" if failed_condition else "",
+            termination=termination,
+            duration_seconds=_seconds(status.start_time, status.completion_time),
+        )
+
+    def _job_termination(self, namespace: str, job: str) -> dict[str, Any] | None:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+        pods.sort(key=lambda pod: pod.metadata.creation_timestamp, reverse=True)
+        for pod in pods:
+            for status in pod.status.container_statuses or []:
+                terminated = status.state and status.state.terminated
+                if status.name == JOB_CONTAINER and terminated:
+                    found = _termination(terminated.message)
+                    if found is None and terminated.exit_code:
+                        found = {"error": f"exit code {terminated.exit_code} ({terminated.reason})"}
+                    return found
+        return None
+
+    def create_job(self, job: dict[str, Any]) -> bool:
+        """True when created, False when it already existed (another reconcile or a restart got there)."""
+        try:
+            self.batch.create_namespaced_job(job["metadata"]["namespace"], job)
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def get_deployment(self, namespace: str, name: str) -> DeploymentObservation | None:
+        try:
+            deployment = self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return observe_deployment(deployment)
+
+    def apply_deployment(self, body: dict[str, Any]) -> DeploymentObservation:
+        meta = body["metadata"]
+        result = self.apps.patch_namespaced_deployment(
+            meta["name"],
+            meta["namespace"],
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+        return observe_deployment(result)
+
+    def apply_service(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        self.core.patch_namespaced_service(
+            meta["name"],
+            meta["namespace"],
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+
+
+def observe_deployment(deployment: Any) -> DeploymentObservation:
+    status = deployment.status
+    progressing = next((c for c in (status.conditions or []) if c.type == "Progressing"), None)
+    annotations = deployment.spec.template.metadata.annotations or {}
+    return DeploymentObservation(
+        name=deployment.metadata.name,
+        generation=deployment.metadata.generation or 0,
+        observed_generation=status.observed_generation or 0,
+        replicas=deployment.spec.replicas if deployment.spec.replicas is not None else 1,
+        updated_replicas=status.updated_replicas or 0,
+        ready_replicas=status.ready_replicas or 0,
+        available_replicas=status.available_replicas or 0,
+        served=ServedArtifact.from_annotations(annotations),
+        progress_deadline_exceeded=bool(progressing and progressing.reason == "ProgressDeadlineExceeded"),
+    )
+
+
+def make_api_client(kubeconfig: str | None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, otherwise the kubeconfig (KUBECONFIG or ~/.kube)."""
+    from kubernetes import config
+
+    if kubeconfig is None:
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            pass
+    return config.new_client_from_config(config_file=kubeconfig)

@@ -1,0 +1,215 @@
+"""One reconcile: observe -> desired children -> apply -> status + Events. Controller layer.
+
+The decisions are the pure functions of `optimodel.reconcile`; this module only gathers what they
+need (Kubernetes objects, the source version, stored results) and carries out what they return.
+Reconciles of one object are serialized by a lock: kopf's handlers, its timer and the Job and
+Deployment watchers may all ask for the same object at once, and each one reads the object fresh
+and writes its status through the status subresource before the next one starts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from optimodel.contentkey import recipe_key
+from optimodel.controller.artifacts import Artifacts
+from optimodel.controller.kube import CredentialsError, Kube
+from optimodel.controller.metrics import Metrics
+from optimodel.errors import AccessDeniedError, NotFoundError, SpecError, StorageError
+from optimodel.reconcile import (
+    Desired,
+    Event,
+    JobObservation,
+    Observed,
+    OptimizedModelStatus,
+    Outcome,
+    Problem,
+    compute_outcome,
+    desired_children,
+)
+from optimodel.reconcile import reasons as r
+from optimodel.resources import Owner, PodDefaults, job_image, job_name, serving_name
+from optimodel.spec import OptimizedModelSpec, parse_spec
+from optimodel.storage import ArtifactStore, join_uri
+
+EventSink = Callable[[dict[str, Any], Event], None]
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _previous(body: dict[str, Any]) -> OptimizedModelStatus | None:
+    try:
+        return OptimizedModelStatus.model_validate(body["status"]) if body.get("status") else None
+    except ValidationError:
+        return None  # written by an older operator: recomputed from scratch
+
+
+def _storage_problem(error: StorageError | NotFoundError, what: str) -> Problem:
+    if isinstance(error, NotFoundError):
+        return Problem(r.SOURCE_NOT_FOUND, f"{what}: {error}", retry=False)
+    if isinstance(error, AccessDeniedError):
+        return Problem(r.ACCESS_DENIED, f"{what}: {error}", retry=True)
+    return Problem(r.STORAGE_UNAVAILABLE, f"{what}: {error}", retry=True)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        artifacts: Artifacts,
+        pods: PodDefaults,
+        metrics: Metrics,
+        events: EventSink,
+        now: Callable[[], str] = utc_now,
+    ) -> None:
+        self.kube, self.artifacts, self.pods, self.metrics = kube, artifacts, pods, metrics
+        self.events, self.now = events, now
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._guard:
+            self._locks.pop((namespace, name), None)
+        self.metrics.set_phase((namespace, name), None)
+
+    def reconcile(self, namespace: str, name: str) -> Outcome | None:
+        """Reconcile the object as it is now; None when it is gone or being deleted."""
+        started = time.monotonic()
+        with self._lock((namespace, name)):
+            body = self.kube.get_model(namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            try:
+                outcome, job_seconds = self._reconcile(body)
+            except Exception:
+                self.metrics.reconciles.labels("error").inc()
+                raise
+        result = "permanent" if outcome.permanent else "retry" if outcome.retry_after else "ok"
+        self.metrics.reconciles.labels(result).inc()
+        self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+        self.metrics.observe((namespace, name), outcome, job_seconds)
+        return outcome
+
+    def _reconcile(self, body: dict[str, Any]) -> tuple[Outcome, float | None]:
+        observed, store = self._observe(body)
+        desired = desired_children(observed, self.pods)
+        observed = self._apply(body, observed, desired)
+        if store is not None:
+            observed = self._read_finished_job(observed, store)
+        outcome = compute_outcome(observed, self.now())
+        status = {field.alias or key: None for key, field in OptimizedModelStatus.model_fields.items()}
+        status.update(outcome.status.to_wire())
+        meta = body["metadata"]
+        self.kube.write_status(meta["namespace"], meta["name"], status)
+        for event in outcome.events:
+            self.events(body, event)
+        return outcome, observed.job.duration_seconds if observed.job else None
+
+    def _observe(self, body: dict[str, Any]) -> tuple[Observed, ArtifactStore | None]:
+        meta = body["metadata"]
+        owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        base = Observed(
+            owner=owner,
+            generation=meta.get("generation", 0),
+            spec=None,
+            previous=_previous(body),
+            deployment=self.kube.get_deployment(owner.namespace, serving_name(owner)),
+        )
+        try:
+            spec = parse_spec(body.get("spec") or {})
+        except SpecError as error:
+            return replace(base, problem=Problem(r.INVALID_SPEC, str(error), retry=False)), None
+        base = replace(base, spec=spec)
+        try:
+            store = self._store(owner, spec)
+        except CredentialsError as error:
+            return replace(base, problem=Problem(r.CREDENTIALS_MISSING, str(error), retry=True)), None
+        try:
+            version = self.artifacts.source_version(store, spec)
+        except (StorageError, NotFoundError) as error:
+            return replace(base, problem=_storage_problem(error, "spec.source.uri")), None
+        key = recipe_key(spec, version, job_image(spec, self.pods))
+        base = replace(base, recipe_key=key)
+        try:
+            stored = self.artifacts.stored_result(store, spec, key)
+        except (StorageError, ValidationError, ValueError) as error:
+            problem = Problem(
+                r.STORAGE_UNAVAILABLE, f"spec.artifacts.uri: stored result unreadable: {error}", True
+            )
+            return replace(base, problem=problem), None
+        if stored is not None:
+            return replace(base, result=stored[0], report_uri=stored[1]), store
+        return replace(base, job=self.kube.get_job(owner.namespace, job_name(owner, key))), store
+
+    def _store(self, owner: Owner, spec: OptimizedModelSpec) -> ArtifactStore:
+        secret = spec.artifacts.s3.credentials_secret
+        credentials = self.kube.credentials(owner.namespace, secret) if secret else None
+        return self.artifacts.store(spec, credentials)
+
+    def _read_finished_job(self, observed: Observed, store: ArtifactStore) -> Observed:
+        """A Job that completed before its pointer was readable: take the report it names."""
+        job = observed.job
+        report_uri = (job.termination or {}).get("reportUri") if job and job.finished == "Complete" else None
+        if observed.result is not None or not report_uri:
+            return observed
+        try:
+            return replace(observed, result=self.artifacts.report(store, report_uri), report_uri=report_uri)
+        except (StorageError, NotFoundError, ValidationError, ValueError):
+            return observed
+
+    def _apply(self, body: dict[str, Any], observed: Observed, desired: Desired) -> Observed:
+        if desired.job is not None:
+            if self.kube.create_job(desired.job):
+                self.metrics.jobs_created.inc()
+                self.events(
+                    body, Event("Normal", r.JOB_CREATED, f"created Job {desired.job['metadata']['name']}")
+                )
+            observed = replace(observed, job=JobObservation(name=desired.job["metadata"]["name"]))
+        if desired.service is not None:
+            self.kube.apply_service(desired.service)
+        if desired.deployment is not None:
+            observed = replace(observed, deployment=self.kube.apply_deployment(desired.deployment))
+            if desired.rollout and desired.served is not None:
+                self.metrics.rollouts.inc()
+                self.events(
+                    body,
+                    Event(
+                        "Normal",
+                        r.ROLLOUT_STARTED,
+                        f"rolling out sha256:{desired.served.sha256[:12]} ({desired.served.uri})",
+                    ),
+                )
+        return observed
+
+    def delete_artifacts(self, body: dict[str, Any]) -> list[str]:
+        """Remove the stored results this resource's status names; other resources may still use them."""
+        meta, status = body["metadata"], body.get("status") or {}
+        owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        spec = parse_spec(body.get("spec") or {})
+        store = self._store(owner, spec)
+        keys = sorted(
+            {
+                key
+                for key in (
+                    (status.get("candidate") or {}).get("key"),
+                    (status.get("serving") or {}).get("key"),
+                )
+                if key
+            }
+        )
+        for key in keys:
+            store.delete_prefix(join_uri(spec.artifacts.uri, key))
+        return keys

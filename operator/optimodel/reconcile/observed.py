@@ -1,0 +1,74 @@
+"""What the controller observed, as plain frozen values. Pure layer.
+
+The controller's adapters fill these from the API server and the artifact store; everything after
+that (children to apply, status, Events) is computed from them by pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from optimodel.reconcile.status import OptimizedModelStatus
+from optimodel.report import Report
+from optimodel.resources import Owner, ServedArtifact
+from optimodel.spec import OptimizedModelSpec
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why no Job can run yet: the spec or an object it names is wrong, or storage is unreachable."""
+
+    reason: str
+    message: str
+    retry: bool  # True when the same spec may work later (storage down, credentials being fixed)
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    name: str
+    active: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    finished: str | None = None  # "Complete" or "Failed" once the Job has that condition
+    condition_reason: str = ""  # BackoffLimitExceeded, DeadlineExceeded, PodFailurePolicy, ...
+    condition_message: str = ""
+    termination: dict[str, Any] | None = None  # the JSON termination message of the latest pod
+    duration_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    name: str
+    generation: int = 1
+    observed_generation: int = 0
+    replicas: int = 0
+    updated_replicas: int = 0
+    ready_replicas: int = 0
+    available_replicas: int = 0
+    served: ServedArtifact | None = None
+    progress_deadline_exceeded: bool = False
+
+    @property
+    def rolled_out(self) -> bool:
+        """Every wanted pod runs the current template and is available (`kubectl rollout status`)."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas >= self.replicas
+            and self.available_replicas >= self.replicas
+            and self.ready_replicas >= self.replicas
+        )
+
+
+@dataclass(frozen=True)
+class Observed:
+    owner: Owner
+    generation: int
+    spec: OptimizedModelSpec | None
+    problem: Problem | None = None
+    recipe_key: str | None = None
+    result: Report | None = None
+    report_uri: str | None = None
+    job: JobObservation | None = None
+    deployment: DeploymentObservation | None = None
+    previous: OptimizedModelStatus | None = None

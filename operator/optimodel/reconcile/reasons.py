@@ -1,0 +1,64 @@
+"""Every phase, condition type and reason the operator writes. Pure layer: stdlib only.
+
+One module so that status, Events, docs and tests use the same CamelCase words
+(Kubernetes API conventions; Flux keeps its reasons the same way).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Phases: one word for `kubectl get om`; conditions carry the detail.
+PENDING: Final = "Pending"
+OPTIMIZING: Final = "Optimizing"
+GATES_FAILED: Final = "GatesFailed"
+ROLLING_OUT: Final = "RollingOut"
+READY_PHASE: Final = "Ready"
+FAILED: Final = "Failed"
+
+# Condition types: adjectives or past tense.
+OPTIMIZED: Final = "Optimized"
+GATES_PASSED: Final = "GatesPassed"
+READY: Final = "Ready"
+RECONCILING: Final = "Reconciling"
+STALLED: Final = "Stalled"
+CONDITION_TYPES: Final = (OPTIMIZED, GATES_PASSED, READY, RECONCILING, STALLED)
+
+# Reasons.
+INVALID_SPEC: Final = "InvalidSpec"
+SOURCE_NOT_FOUND: Final = "SourceNotFound"
+ACCESS_DENIED: Final = "AccessDenied"
+STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
+CREDENTIALS_MISSING: Final = "CredentialsMissing"
+JOB_CREATED: Final = "JobCreated"
+JOB_RUNNING: Final = "JobRunning"
+JOB_FAILED: Final = "JobFailed"
+JOB_DEADLINE_EXCEEDED: Final = "JobDeadlineExceeded"
+RESULT_MISSING: Final = "ResultMissing"
+RESULT_STORED: Final = "ResultStored"
+CACHE_HIT: Final = "CacheHit"
+AWAITING_RESULT: Final = "AwaitingResult"
+GATES_PASSED_REASON: Final = "GatesPassed"
+GATES_FAILED_REASON: Final = "GatesFailed"
+NO_CANDIDATE: Final = "NoCandidate"
+ROLLOUT_STARTED: Final = "RolloutStarted"
+ROLLOUT_IN_PROGRESS: Final = "RolloutInProgress"
+ROLLOUT_STALLED: Final = "RolloutStalled"
+SCALED_TO_ZERO: Final = "ScaledToZero"
+AVAILABLE: Final = "Available"
+SERVING_PREVIOUS: Final = "ServingPrevious"
+NOTHING_SERVED: Final = "NothingServed"
+RECONCILED: Final = "Reconciled"
+PROGRESSING: Final = "Progressing"
+
+# Reasons the Job reports in its termination message (`optimodel job`), kept as they come.
+JOB_REASONS: Final = frozenset(
+    {
+        "InvalidSpec",
+        "InvalidInput",
+        "ObjectNotFound",
+        "StorageUnavailable",
+        "AccessDenied",
+        "InternalError",
+    }
+)

@@ -1,0 +1,73 @@
+"""The `status` of an OptimizedModel as typed models. Pure layer: pydantic and the report.
+
+The CRD's status schema is generated from these models (`optimodel.crd`), so the API server never
+prunes a field the operator writes, and the printer columns point at fields that exist.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from optimodel.reconcile.conditions import Condition
+from optimodel.report import GateResult, Wire
+
+
+class GateRow(Wire):
+    name: str = Field(description="The gate, as named in spec.gates.")
+    threshold: float = Field(description="The limit from the spec.")
+    actual: float = Field(description="The candidate's value.")
+    passed: bool = Field(description="Whether the candidate is within the limit.")
+
+    @classmethod
+    def of(cls, result: GateResult) -> GateRow:
+        return cls(name=result.name, threshold=result.threshold, actual=result.actual, passed=result.passed)
+
+
+class CandidateStatus(Wire):
+    key: str = Field(description="Content key the result is stored under.")
+    report_uri: str = Field(description="Where the full report is stored.")
+    artifact_uri: str | None = Field(None, description="The optimized .tflite model.")
+    sha256: str | None = Field(None, description="SHA-256 of the optimized model.")
+    size_bytes: int | None = Field(None, description="Bytes of the optimized model.")
+    size: str | None = Field(None, description="The same size for people, e.g. 611.4 kB.")
+    source_size_bytes: int = Field(description="Bytes of the source model.")
+    size_ratio: float | None = Field(None, description="Optimized bytes / source bytes.")
+    method: str = Field(description="quantize, prune, prune-quantize or auto.")
+    quantization: str | None = Field(None, description="dynamic, float16 or int8 when quantized.")
+    chosen: str | None = Field(None, description="method auto: the candidate that was chosen.")
+    tried: int = Field(1, description="How many candidates were evaluated.")
+    metric: str | None = Field(None, description="The evaluation metric.")
+    value: float | None = Field(None, description="The metric of the optimized model.")
+    baseline: float | None = Field(None, description="The metric of the source model.")
+    drop: float | None = Field(None, description="How much worse than the source, positive when worse.")
+    latency_p95_ms: float | None = Field(None, description="p95 latency of one inference, milliseconds.")
+    cache_hit: bool = Field(False, description="Whether the result was reused rather than computed.")
+    passed: bool = Field(description="Whether every gate of the current spec passed.")
+
+
+class ServingStatus(Wire):
+    deployment: str = Field(description="Name of the serving Deployment.")
+    service: str = Field(description="Name of the Service in front of it.")
+    key: str | None = Field(None, description="Content key of the served model.")
+    artifact_uri: str | None = Field(None, description="The served .tflite model.")
+    sha256: str | None = Field(None, description="SHA-256 of the served model.")
+    replicas: int = Field(0, description="Desired serving pods.")
+    updated_replicas: int = Field(0, description="Pods running the current template.")
+    ready_replicas: int = Field(0, description="Pods passing their readiness probe.")
+    available_replicas: int = Field(0, description="Pods available to serve.")
+    ready: str = Field("0/0", description="Ready pods / desired pods, for kubectl get.")
+
+
+class OptimizedModelStatus(Wire):
+    observed_generation: int = Field(0, description="metadata.generation this status was computed for.")
+    phase: str = Field(description="Pending, Optimizing, GatesFailed, RollingOut, Ready or Failed.")
+    message: str = Field("", description="One line on the current state; conditions have the detail.")
+    recipe_key: str | None = Field(None, description="Key of the recipe: source version + spec + image.")
+    job_name: str | None = Field(None, description="The optimization Job of the current recipe.")
+    candidate: CandidateStatus | None = Field(None, description="The result for the current spec.")
+    gates: list[GateRow] = Field(default_factory=list, description="Every gate of the spec with its verdict.")
+    gates_summary: str | None = Field(None, description="Passed gates / gates, e.g. 3/3.")
+    serving: ServingStatus | None = Field(None, description="What the serving Deployment serves.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Optimized, GatesPassed, Ready, Reconciling, Stalled."
+    )

@@ -1,0 +1,22 @@
+"""Pure builders of the children of an OptimizedModel: the Job, the Deployment and the Service.
+
+Pure layer: spec in, dicts out, deterministic (no clock, no randomness), so they are tested with
+golden objects and re-applied idempotently. May import `optimodel.spec` and the stdlib only.
+"""
+
+from optimodel.resources.common import Owner, PodDefaults, job_name, serving_name
+from optimodel.resources.job import build_job, job_image
+from optimodel.resources.serving import ServedArtifact, build_deployment, build_service, serve_args
+
+__all__ = [
+    "Owner",
+    "PodDefaults",
+    "ServedArtifact",
+    "build_deployment",
+    "build_job",
+    "build_service",
+    "job_image",
+    "job_name",
+    "serve_args",
+    "serving_name",
+]

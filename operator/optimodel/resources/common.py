@@ -1,0 +1,122 @@
+"""What every child object shares: names, labels, owner references, S3 credentials. Pure layer.
+
+Children carry `app.kubernetes.io/*` labels and a controller owner reference, so `kubectl get all -l
+app.kubernetes.io/instance=NAME` finds them and deleting the OptimizedModel deletes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from optimodel.spec import API_GROUP, API_VERSION, KIND, OptimizedModelSpec
+
+MANAGED_BY = "optimodel"
+ANNOTATION_PREFIX = "optimodel.io/"
+RECIPE_KEY_ANNOTATION = ANNOTATION_PREFIX + "recipe-key"
+CONTENT_KEY_ANNOTATION = ANNOTATION_PREFIX + "content-key"
+ARTIFACT_URI_ANNOTATION = ANNOTATION_PREFIX + "artifact-uri"
+ARTIFACT_SHA256_ANNOTATION = ANNOTATION_PREFIX + "artifact-sha256"
+SHORT_HASH = 10
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The OptimizedModel the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclass(frozen=True)
+class PodDefaults:
+    """Operator-wide settings of the pods it creates (from `OPTIMODEL_*` at startup)."""
+
+    job_image: str
+    serve_image: str
+    image_pull_policy: str = "IfNotPresent"
+    run_as_user: int | None = 65532
+    job_ttl_seconds: int = 86_400
+
+
+def labels(owner: Owner, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "optimodel",
+        "app.kubernetes.io/instance": owner.name,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def job_name(owner: Owner, recipe_key: str) -> str:
+    """`<name>-<first hex of the recipe key>`: a new recipe gets a new Job, the same recipe the same one."""
+    return f"{owner.name}-{recipe_key[:SHORT_HASH]}"
+
+
+def serving_name(owner: Owner) -> str:
+    """Stable, so that a new model rolls the pods of one Deployment instead of replacing it."""
+    return f"{owner.name}-serving"
+
+
+def metadata(
+    owner: Owner, name: str, component: str, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": labels(owner, component),
+        "ownerReferences": [
+            {
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": KIND,
+                "name": owner.name,
+                "uid": owner.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def credential_env(spec: OptimizedModelSpec) -> list[dict[str, Any]]:
+    """S3 credentials by reference to the Secret: their values never pass through the operator."""
+    secret = spec.artifacts.s3.credentials_secret
+    if secret is None:
+        return []
+    return [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    ]
+
+
+def pod_security(defaults: PodDefaults) -> dict[str, Any]:
+    context: dict[str, Any] = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    if defaults.run_as_user is not None:
+        uid = defaults.run_as_user
+        context.update(runAsUser=uid, runAsGroup=uid, fsGroup=uid)
+    return context
+
+
+# Writable scratch space on a read-only root filesystem; not /tmp, which may hold the image's own files.
+SCRATCH = "/scratch"
+
+
+def scratch_env() -> list[dict[str, str]]:
+    return [{"name": "HOME", "value": SCRATCH}, {"name": "TMPDIR", "value": SCRATCH}]
+
+
+def container_security() -> dict[str, Any]:
+    """A fresh dict each time: builders never share mutable parts between objects."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def resources(value: dict[str, dict[str, int | str]] | None) -> dict[str, dict[str, int | str]]:
+    return {kind: dict(amounts) for kind, amounts in (value or {}).items()}

@@ -1,0 +1,97 @@
+"""The optimization Job: runs `optimodel job` once per recipe. Pure layer.
+
+The contract with the engine: the spec arrives as camelCase JSON in `OPTIMODEL_SPEC`, the recipe
+key in `OPTIMODEL_RECIPE_KEY`; the pod ends with a short JSON termination message and an exit code
+(0 result, 2 bad input, 3 storage, 4 internal). Exit code 2 fails the Job at once through the pod
+failure policy: retrying the same input cannot help, while storage errors retry with the Job
+controller's backoff.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from optimodel.resources.common import (
+    RECIPE_KEY_ANNOTATION,
+    SCRATCH,
+    Owner,
+    PodDefaults,
+    container_security,
+    credential_env,
+    job_name,
+    metadata,
+    pod_security,
+    resources,
+    scratch_env,
+)
+from optimodel.spec import OptimizedModelSpec
+
+CONTAINER = "optimize"
+TERMINATION_LOG = "/dev/termination-log"
+BAD_INPUT_EXIT_CODE = 2
+
+
+def job_image(spec: OptimizedModelSpec, defaults: PodDefaults) -> str:
+    """The image is part of the recipe: another image may produce other bytes."""
+    return spec.job.image or defaults.job_image
+
+
+def build_job(
+    spec: OptimizedModelSpec, owner: Owner, recipe_key: str, defaults: PodDefaults
+) -> dict[str, Any]:
+    name = job_name(owner, recipe_key)
+    meta = metadata(owner, name, "optimizer", {RECIPE_KEY_ANNOTATION: recipe_key})
+    wire = json.dumps(spec.to_wire(), sort_keys=True, separators=(",", ":"))
+    env = [
+        {"name": "OPTIMODEL_SPEC", "value": wire},
+        {"name": "OPTIMODEL_RECIPE_KEY", "value": recipe_key},
+        {"name": "OPTIMODEL_TERMINATION_LOG", "value": TERMINATION_LOG},
+        *scratch_env(),
+        *credential_env(spec),
+    ]
+    container = {
+        "name": CONTAINER,
+        "image": job_image(spec, defaults),
+        "imagePullPolicy": defaults.image_pull_policy,
+        "command": ["optimodel", "job"],
+        "env": env,
+        "resources": resources(spec.job.resources),
+        "securityContext": container_security(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": spec.job.service_account_name is not None,
+        "securityContext": pod_security(defaults),
+        "containers": [container],
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
+    }
+    if spec.job.service_account_name:
+        pod_spec["serviceAccountName"] = spec.job.service_account_name
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": meta,
+        "spec": {
+            "backoffLimit": spec.job.backoff_limit,
+            "activeDeadlineSeconds": spec.job.active_deadline_seconds,
+            "ttlSecondsAfterFinished": defaults.job_ttl_seconds,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": CONTAINER,
+                            "operator": "In",
+                            "values": [BAD_INPUT_EXIT_CODE],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": {"metadata": {"labels": dict(meta["labels"])}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,147 @@
+"""The serving Deployment and its Service: `optimodel serve` on the artifact that passed. Pure layer.
+
+The artifact's digest sits in the pod template's annotations: a new model changes the template,
+so the Deployment rolls (maxUnavailable 0: the old pods serve until the new ones are ready). The
+same annotations tell the operator, level-triggered, which artifact is being served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from optimodel.resources.common import (
+    ARTIFACT_SHA256_ANNOTATION,
+    ARTIFACT_URI_ANNOTATION,
+    CONTENT_KEY_ANNOTATION,
+    SCRATCH,
+    Owner,
+    PodDefaults,
+    container_security,
+    credential_env,
+    labels,
+    metadata,
+    pod_security,
+    resources,
+    scratch_env,
+    serving_name,
+)
+from optimodel.spec import OptimizedModelSpec
+
+CONTAINER = "serve"
+READY_PATH = "/v2/health/ready"
+LIVE_PATH = "/v2/health/live"
+
+
+@dataclass(frozen=True)
+class ServedArtifact:
+    """The model a Deployment serves; read back from its pod template annotations."""
+
+    key: str
+    uri: str
+    sha256: str
+
+    def annotations(self) -> dict[str, str]:
+        return {
+            CONTENT_KEY_ANNOTATION: self.key,
+            ARTIFACT_URI_ANNOTATION: self.uri,
+            ARTIFACT_SHA256_ANNOTATION: self.sha256,
+        }
+
+    @classmethod
+    def from_annotations(cls, annotations: dict[str, str]) -> ServedArtifact | None:
+        try:
+            return cls(
+                annotations[CONTENT_KEY_ANNOTATION],
+                annotations[ARTIFACT_URI_ANNOTATION],
+                annotations[ARTIFACT_SHA256_ANNOTATION],
+            )
+        except KeyError:
+            return None
+
+
+def serve_args(spec: OptimizedModelSpec, name: str, artifact: ServedArtifact) -> list[str]:
+    """Every flag of `optimodel serve` in one place."""
+    serving, s3 = spec.serving, spec.artifacts.s3
+    args = [
+        "--model",
+        artifact.uri,
+        "--name",
+        name,
+        "--sha256",
+        artifact.sha256,
+        "--port",
+        str(serving.port),
+        "--interpreters",
+        str(serving.interpreters),
+        "--threads",
+        str(serving.threads),
+        "--s3-region",
+        s3.region,
+        "--s3-addressing-style",
+        s3.addressing_style,
+    ]
+    if s3.endpoint:
+        args += ["--s3-endpoint", s3.endpoint]
+    return args
+
+
+def _probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "failureThreshold": failures}
+
+
+def build_deployment(
+    spec: OptimizedModelSpec, owner: Owner, artifact: ServedArtifact, defaults: PodDefaults
+) -> dict[str, Any]:
+    name = serving_name(owner)
+    meta = metadata(owner, name, "serving")
+    port = spec.serving.port
+    container = {
+        "name": CONTAINER,
+        "image": spec.serving.image or defaults.serve_image,
+        "imagePullPolicy": defaults.image_pull_policy,
+        "command": ["optimodel", "serve"],
+        "args": serve_args(spec, owner.name, artifact),
+        "env": [*scratch_env(), *credential_env(spec)],
+        "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+        "readinessProbe": _probe(READY_PATH, port, period=2, failures=3),
+        "livenessProbe": _probe(LIVE_PATH, port, period=10, failures=3),
+        "startupProbe": _probe(LIVE_PATH, port, period=2, failures=150),
+        "resources": resources(spec.serving.resources),
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": spec.serving.replicas,
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": labels(owner, "serving")},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": dict(meta["labels"]), "annotations": artifact.annotations()},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security(defaults),
+                    "containers": [container],
+                    "volumes": [{"name": "scratch", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def build_service(spec: OptimizedModelSpec, owner: Owner) -> dict[str, Any]:
+    name = serving_name(owner)
+    port = spec.serving.port
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(owner, name, "serving"),
+        "spec": {
+            "selector": labels(owner, "serving"),
+            "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }

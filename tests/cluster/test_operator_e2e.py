@@ -1,0 +1,373 @@
+"""The operator end to end on the local control plane: real Jobs, real S3 (moto), real serving pods.
+
+One story on one resource (apply, restart the operator mid-Job, serve, tighten a gate, new source
+version, delete) plus runtime bad input. Models are tiny (a 64-unit dense net on 8x8 digits), so
+each Job takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import numpy as np
+import pytest
+import yaml
+
+from optimodel.devcluster.fixture import DevCluster
+
+T = TypeVar("T")
+CRD = Path(__file__).resolve().parents[2] / "crds" / "optimodel.io_optimizedmodels.yaml"
+MODELS = textwrap.dedent("""
+    import os, sys
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import numpy as np, tf_keras as keras
+    from sklearn.datasets import load_digits
+    out = sys.argv[1]
+    d = load_digits(); x = (d.images / 16.0).astype("float32")[..., None]; y = d.target.astype("int64")
+    np.savez(f"{out}/test.npz", x=x[1400:], y=y[1400:]); np.savez(f"{out}/calibration.npz", x=x[:100])
+    for version in (1, 2):
+        keras.utils.set_random_seed(version)
+        m = keras.Sequential([keras.layers.Flatten(input_shape=(8, 8, 1)),
+                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+        m.compile("adam", "sparse_categorical_crossentropy")
+        m.fit(x[:1400], y[:1400], epochs=10 + 5 * version, verbose=0)
+        m.save(f"{out}/model-v{version}.h5")
+""")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto on the bridge address (pods reach it there), with the tiny models and data uploaded."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port(dev_cluster.host_ip)
+    server = ThreadedMotoServer(ip_address=dev_cluster.host_ip, port=port)
+    server.start()
+    endpoint = f"http://{dev_cluster.host_ip}:{port}"
+    out = tmp_path_factory.mktemp("models")
+    subprocess.run([sys.executable, "-c", MODELS, str(out)], check=True, timeout=300)
+    client = boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+    for bucket in ("models", "datasets", "artifacts"):
+        client.create_bucket(Bucket=bucket)
+    for version in (1, 2):
+        client.upload_file(str(out / f"model-v{version}.h5"), "models", f"digits/{version}/model.h5")
+    for name in ("test", "calibration"):
+        client.upload_file(str(out / f"{name}.npz"), "datasets", f"digits/{name}.npz")
+    client.put_object(Bucket="models", Key="broken/model.h5", Body=b"not a model")
+    yield endpoint
+    server.stop()
+
+
+class Operator:
+    """`optimodel operator` as a subprocess, restartable."""
+
+    def __init__(self, cluster: DevCluster, log: Path) -> None:
+        self.cluster, self.log = cluster, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "OPTIMODEL_RESYNC_SECONDS": "10",
+            "OPTIMODEL_RETRY_SECONDS": "5",
+            "OPTIMODEL_JOB_IMAGE": "optimodel:test",
+            "OPTIMODEL_SERVE_IMAGE": "optimodel:test",
+        }
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "optimodel",
+                    "operator",
+                    "--kubeconfig",
+                    str(self.cluster.kubeconfig),
+                    "-A",
+                    "--metrics-port",
+                    "0",
+                    "--health-port",
+                    str(free_port("127.0.0.1")),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture(scope="module")
+def operator(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    dev_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    dev_cluster.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.optimodel.io", "--timeout=60s")
+    runner = Operator(dev_cluster, tmp_path_factory.mktemp("operator") / "operator.log")
+    runner.start()
+    yield runner
+    runner.stop()
+    print(runner.log.read_text()[-5000:])
+
+
+def manifest(name: str, endpoint: str, source: str = "s3://models/digits/1/model.h5", **gates: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "optimodel.io/v1alpha1",
+        "kind": "OptimizedModel",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"uri": source},
+            "optimization": {
+                "method": "quantize",
+                "quantization": {
+                    "type": "int8",
+                    "calibrationData": "s3://datasets/digits/calibration.npz",
+                    "calibrationSamples": 50,
+                },
+            },
+            "evaluation": {"data": "s3://datasets/digits/test.npz", "latency": {"runs": 20, "warmupRuns": 2}},
+            "gates": gates or {"maxSizeRatio": 0.5, "minMetric": 0.85, "maxMetricDrop": 0.05},
+            "artifacts": {
+                "uri": "s3://artifacts/digits/",
+                "s3": {"endpoint": endpoint, "credentialsSecret": "s3-credentials"},
+            },
+            "serving": {"replicas": 1},
+            "job": {"activeDeadlineSeconds": 300, "backoffLimit": 1},
+        },
+    }
+
+
+def setup_namespace(cluster: DevCluster, namespace: str) -> None:
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "s3-credentials",
+        "-n",
+        namespace,
+        "--from-literal=AWS_ACCESS_KEY_ID=test",
+        "--from-literal=AWS_SECRET_ACCESS_KEY=test",
+    )
+
+
+def apply(cluster: DevCluster, namespace: str, obj: dict[str, Any]) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj))
+
+
+def get(cluster: DevCluster, namespace: str, *what: str) -> Any:
+    proc = cluster.kubectl("get", *what, "-n", namespace, "-o", "json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+
+def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:
+    for item in ((body or {}).get("status") or {}).get("conditions", []):
+        if item["type"] == type_:
+            return dict(item)
+    return {}
+
+
+def jobs(cluster: DevCluster, namespace: str) -> list[str]:
+    return [j["metadata"]["name"] for j in get(cluster, namespace, "jobs")["items"]]
+
+
+def events(cluster: DevCluster, namespace: str) -> set[str]:
+    return {e["reason"] for e in get(cluster, namespace, "events")["items"]}
+
+
+def predict(cluster: DevCluster, namespace: str, x: np.ndarray) -> list[int]:
+    pods = get(cluster, namespace, "pods", "-l", "app.kubernetes.io/component=serving")["items"]
+    ip = next(p["status"]["podIP"] for p in pods if p["status"].get("podIP") and p["status"]["phase"] == "Running")
+    meta = json.loads(urllib.request.urlopen(f"http://{ip}:8501/v2/models/digits", timeout=10).read())
+    body = {
+        "inputs": [
+            {"name": meta["inputs"][0]["name"], "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+        ]
+    }
+    request = urllib.request.Request(
+        f"http://{ip}:8501/v2/models/digits/infer",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    output = json.loads(urllib.request.urlopen(request, timeout=10).read())["outputs"][0]
+    return np.asarray(output["data"]).reshape(output["shape"]).argmax(axis=1).tolist()
+
+
+def served_sha(cluster: DevCluster, namespace: str) -> str:
+    deployment = get(cluster, namespace, "deployment", "digits-serving")
+    return str(deployment["spec"]["template"]["metadata"]["annotations"]["optimodel.io/artifact-sha256"])
+
+
+def test_digits_story(dev_cluster: DevCluster, namespace: str, s3: str, operator: Operator) -> None:
+    setup_namespace(dev_cluster, namespace)
+    apply(dev_cluster, namespace, manifest("digits", s3))
+
+    # Restart the operator while the Job runs: no second Job, and the story goes on.
+    first_job = wait_for("the Job", lambda: jobs(dev_cluster, namespace), timeout=60)
+    operator.stop()
+    operator.start()
+    om = wait_for(
+        "Ready",
+        lambda: (
+            (b := get(dev_cluster, namespace, "om", "digits")) and condition(b, "Ready").get("status") == "True" and b
+        ),
+        timeout=240,
+    )
+    assert jobs(dev_cluster, namespace) == first_job
+    status = om["status"]
+    assert status["phase"] == "Ready" and status["observedGeneration"] == om["metadata"]["generation"]
+    assert [g["passed"] for g in status["gates"]] == [True, True, True] and status["gatesSummary"] == "3/3"
+    assert status["candidate"]["sizeRatio"] < 0.5 and status["serving"]["ready"] == "1/1"
+    assert {"JobCreated", "RolloutStarted", "Available"} <= events(dev_cluster, namespace)
+    dev_cluster.kubectl("wait", "--for=condition=Ready", "om/digits", "-n", namespace, "--timeout=10s")
+
+    # The serving pod answers with the right classes.
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images[1400:1420] / 16.0).astype("float32")[..., None]
+    predicted = predict(dev_cluster, namespace, x)
+    assert sum(p == t for p, t in zip(predicted, digits.target[1400:1420], strict=True)) >= 17
+    first_sha = served_sha(dev_cluster, namespace)
+
+    # Tighten a gate: no new Job, the old model keeps serving, status names the gate and the numbers.
+    apply(dev_cluster, namespace, manifest("digits", s3, maxSizeRatio=0.01))
+    om = wait_for(
+        "GatesPassed=False",
+        lambda: (
+            (b := get(dev_cluster, namespace, "om", "digits"))
+            and condition(b, "GatesPassed").get("status") == "False"
+            and b
+        ),
+        timeout=30,
+    )
+    message = condition(om, "GatesPassed")["message"]
+    assert "maxSizeRatio: actual" in message and "vs threshold 0.01" in message, message
+    assert om["status"]["phase"] == "GatesFailed" and condition(om, "Stalled")["status"] == "True"
+    assert jobs(dev_cluster, namespace) == first_job and served_sha(dev_cluster, namespace) == first_sha
+    assert "GatesFailed" in events(dev_cluster, namespace)
+
+    # A new source version that passes rolls out.
+    apply(dev_cluster, namespace, manifest("digits", s3, source="s3://models/digits/2/model.h5"))
+    wait_for("the new model served", lambda: served_sha(dev_cluster, namespace) != first_sha, timeout=240)
+    om = wait_for(
+        "Ready again",
+        lambda: (
+            (b := get(dev_cluster, namespace, "om", "digits"))
+            and condition(b, "Ready").get("status") == "True"
+            and b["status"]["serving"]["sha256"] != first_sha
+            and b
+        ),
+        timeout=120,
+    )
+    assert len(jobs(dev_cluster, namespace)) == 2
+
+    # The same recipe in another namespace reuses the stored result: no Job there.
+    other = f"{namespace}-b"
+    dev_cluster.kubectl("create", "namespace", other)
+    try:
+        setup_namespace(dev_cluster, other)
+        apply(dev_cluster, other, manifest("digits", s3, source="s3://models/digits/2/model.h5"))
+        cached = wait_for(
+            "cache hit",
+            lambda: (
+                (b := get(dev_cluster, other, "om", "digits"))
+                and condition(b, "Optimized").get("status") == "True"
+                and b
+            ),
+            timeout=30,
+        )
+        assert condition(cached, "Optimized")["reason"] == "CacheHit" and jobs(dev_cluster, other) == []
+    finally:
+        dev_cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+    # Delete: the children go with their owner.
+    dev_cluster.kubectl("delete", "om", "digits", "-n", namespace)
+    wait_for(
+        "children gone",
+        lambda: (
+            not jobs(dev_cluster, namespace) and get(dev_cluster, namespace, "deployment", "digits-serving") is None
+        ),
+        timeout=60,
+    )
+    assert operator.alive()
+
+
+def test_runtime_bad_input_stalls_without_a_crash_loop(
+    dev_cluster: DevCluster, namespace: str, s3: str, operator: Operator
+) -> None:
+    setup_namespace(dev_cluster, namespace)
+    apply(dev_cluster, namespace, manifest("missing", s3, source="s3://models/nothing/model.h5"))
+    apply(dev_cluster, namespace, manifest("broken", s3, source="s3://models/broken/model.h5"))
+    missing = wait_for(
+        "missing source stalls",
+        lambda: (
+            (b := get(dev_cluster, namespace, "om", "missing"))
+            and condition(b, "Stalled").get("status") == "True"
+            and b
+        ),
+        timeout=60,
+    )
+    assert condition(missing, "Stalled")["reason"] == "SourceNotFound"
+    assert "s3://models/nothing/model.h5" in condition(missing, "Ready")["message"]
+    try:
+        broken = wait_for(
+            "corrupt model stalls",
+            lambda: (
+                (b := get(dev_cluster, namespace, "om", "broken"))
+                and condition(b, "Stalled").get("status") == "True"
+                and b
+            ),
+            timeout=120,
+        )
+    except AssertionError:
+        print(json.dumps(get(dev_cluster, namespace, "om", "broken")["status"], indent=1))
+        print(json.dumps(get(dev_cluster, namespace, "jobs")["items"][0].get("status"), indent=1))
+        print(json.dumps([p.get("status") for p in get(dev_cluster, namespace, "pods")["items"]], indent=1)[:4000])
+        raise
+    assert condition(broken, "Stalled")["reason"] == "JobFailed", broken["status"]
+    assert broken["status"]["phase"] == "Failed"
+    assert "(InvalidInput)" in broken["status"]["message"], broken["status"]["message"]
+    assert {"SourceNotFound", "JobFailed"} <= events(dev_cluster, namespace)
+    job_count = len(jobs(dev_cluster, namespace))
+    time.sleep(12)  # past one resync: nothing is retried in a loop
+    assert len(jobs(dev_cluster, namespace)) == job_count == 1
+    assert operator.alive()

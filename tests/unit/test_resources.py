@@ -1,0 +1,138 @@
+"""The builders against golden objects, and the properties the operator relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from optimodel.resources import (
+    Owner,
+    PodDefaults,
+    ServedArtifact,
+    build_deployment,
+    build_job,
+    build_service,
+    job_name,
+)
+from optimodel.spec import OptimizedModelSpec, parse_spec
+
+GOLDEN = Path(__file__).parent / "golden"
+OWNER = Owner(name="digits", namespace="ml", uid="6f1c2d3e-0000-4000-8000-000000000001")
+DEFAULTS = PodDefaults(job_image="optimodel:0.1.0", serve_image="optimodel-serve:0.1.0")
+RECIPE = "ab" * 32
+ARTIFACT = ServedArtifact(
+    key="cd" * 32, uri="s3://artifacts/digits/" + "cd" * 32 + "/model.tflite", sha256="ef" * 32
+)
+
+
+def make_spec(**overrides: Any) -> OptimizedModelSpec:
+    data: dict[str, Any] = {
+        "source": {"uri": "s3://models/digits/1/model.keras"},
+        "optimization": {
+            "method": "quantize",
+            "quantization": {"type": "int8", "calibrationData": "s3://datasets/digits/calibration.npz"},
+        },
+        "evaluation": {"data": "s3://datasets/digits/test.npz"},
+        "gates": {"maxSizeRatio": 0.3, "maxMetricDrop": 0.01},
+        "artifacts": {
+            "uri": "s3://artifacts/digits/",
+            "s3": {"endpoint": "http://s3.storage:9000", "credentialsSecret": "s3-credentials"},
+        },
+        "serving": {"replicas": 2, "resources": {"limits": {"memory": "256Mi", "cpu": 1}}},
+        "job": {"resources": {"requests": {"cpu": "500m"}}, "backoffLimit": 3},
+    }
+    data.update(overrides)
+    return parse_spec(data)
+
+
+def check_golden(name: str, obj: dict[str, Any]) -> None:
+    """Compare with tests/unit/golden/NAME.yaml; OPTIMODEL_UPDATE_GOLDEN=1 rewrites it."""
+    path = GOLDEN / f"{name}.yaml"
+    if os.environ.get("OPTIMODEL_UPDATE_GOLDEN"):
+        path.write_text(yaml.safe_dump(obj, sort_keys=True, width=120))
+    assert obj == yaml.safe_load(path.read_text())
+
+
+def test_job_golden() -> None:
+    check_golden("job", build_job(make_spec(), OWNER, RECIPE, DEFAULTS))
+
+
+def test_deployment_golden() -> None:
+    check_golden("deployment", build_deployment(make_spec(), OWNER, ARTIFACT, DEFAULTS))
+
+
+def test_service_golden() -> None:
+    check_golden("service", build_service(make_spec(), OWNER))
+
+
+def test_builders_are_deterministic() -> None:
+    spec = make_spec()
+    assert build_job(spec, OWNER, RECIPE, DEFAULTS) == build_job(make_spec(), OWNER, RECIPE, DEFAULTS)
+    assert build_deployment(spec, OWNER, ARTIFACT, DEFAULTS) == build_deployment(
+        spec, OWNER, ARTIFACT, DEFAULTS
+    )
+
+
+def test_job_carries_the_spec_and_no_secret_value() -> None:
+    spec = make_spec()
+    job = build_job(spec, OWNER, RECIPE, DEFAULTS)
+    assert job["metadata"]["name"] == job_name(OWNER, RECIPE) == "digits-abababab" + "ab"
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert parse_spec(json.loads(env["OPTIMODEL_SPEC"]["value"])) == spec
+    assert env["OPTIMODEL_RECIPE_KEY"]["value"] == RECIPE
+    assert env["AWS_SECRET_ACCESS_KEY"] == {
+        "name": "AWS_SECRET_ACCESS_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": "AWS_SECRET_ACCESS_KEY"}},
+    }
+    rule = job["spec"]["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [2]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_owner_reference_and_labels_on_every_child() -> None:
+    spec = make_spec()
+    for child in (
+        build_job(spec, OWNER, RECIPE, DEFAULTS),
+        build_deployment(spec, OWNER, ARTIFACT, DEFAULTS),
+        build_service(spec, OWNER),
+    ):
+        (ref,) = child["metadata"]["ownerReferences"]
+        assert ref["uid"] == OWNER.uid and ref["controller"] is True
+        assert child["metadata"]["labels"]["app.kubernetes.io/instance"] == "digits"
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "optimodel"
+
+
+def test_new_artifact_changes_only_the_pod_template() -> None:
+    spec = make_spec()
+    other = ServedArtifact(key="11" * 32, uri="s3://artifacts/digits/x/model.tflite", sha256="22" * 32)
+    old, new = (
+        build_deployment(spec, OWNER, ARTIFACT, DEFAULTS),
+        build_deployment(spec, OWNER, other, DEFAULTS),
+    )
+    assert old["metadata"] == new["metadata"]
+    assert old["spec"]["template"] != new["spec"]["template"]
+    assert new["spec"]["template"]["metadata"]["annotations"]["optimodel.io/artifact-sha256"] == "22" * 32
+    assert ServedArtifact.from_annotations(new["spec"]["template"]["metadata"]["annotations"]) == other
+    assert new["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_serving_flags() -> None:
+    args = build_deployment(make_spec(), OWNER, ARTIFACT, DEFAULTS)["spec"]["template"]["spec"]["containers"][
+        0
+    ]["args"]
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert flags["--model"] == ARTIFACT.uri and flags["--sha256"] == ARTIFACT.sha256
+    assert flags["--port"] == "8501" and flags["--s3-endpoint"] == "http://s3.storage:9000"
+
+
+@pytest.mark.parametrize("run_as_user", [None, 1000])
+def test_security_context_is_settable(run_as_user: int | None) -> None:
+    defaults = PodDefaults(job_image="i", serve_image="s", run_as_user=run_as_user)
+    context = build_job(make_spec(), OWNER, RECIPE, defaults)["spec"]["template"]["spec"]["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert context.get("runAsUser") == run_as_user

@@ -13,7 +13,7 @@ import sys
 
 from optimodel import __version__
 
-# Modules that provide `add_parser(subparsers)`; a role whose extra is not installed is left out.
+# Modules that provide `add_parser(subparsers)` and import nothing heavy at module level.
 SUBCOMMANDS = (
     "optimodel.run",
     "optimodel.job",
@@ -29,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"optimodel {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if error.name and error.name.startswith("optimodel"):
-                continue
-            raise
-        module.add_parser(subparsers)
+        importlib.import_module(name).add_parser(subparsers)
     return parser
 
 

@@ -1,7 +1,8 @@
 """`optimodel cluster up|down|status`: the local cluster behind `make cluster`.
 
 The main CLI calls `add_parser(subparsers)`; each subcommand stores its handler in `handler`
-(returning the exit code).
+(returning the exit code). The control plane (and `cryptography`, which only the `devcluster` extra
+installs) is imported when a `cluster` command runs, so the images without it still run `optimodel`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import argparse
 import time
 from pathlib import Path
 
-from optimodel.devcluster.controlplane import ClusterError, ControlPlane
 from optimodel.devcluster.network import DEFAULT_BRIDGE, DEFAULT_CIDR, NetworkConfig
 
 
@@ -33,6 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from optimodel.devcluster.controlplane import ClusterError, ControlPlane
+
     plane = ControlPlane(args.state_dir, args.bin_dir)
     if plane.running():
         print(f"already running\n{plane.status()}")
@@ -49,12 +51,16 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
+    from optimodel.devcluster.controlplane import ControlPlane
+
     ControlPlane(args.state_dir).down()
     print("cluster stopped")
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    from optimodel.devcluster.controlplane import ControlPlane
+
     plane = ControlPlane(args.state_dir)
     print(plane.status())
     return 0 if plane.running() else 3

@@ -55,7 +55,8 @@ class Operator:
         if outcome.permanent:
             raise kopf.PermanentError(outcome.permanent)
         if outcome.retry_after:
-            raise kopf.TemporaryError(outcome.status.message, delay=outcome.retry_after)
+            # The pure layer says whether to look again; how soon is OPTIMODEL_RETRY_SECONDS.
+            raise kopf.TemporaryError(outcome.status.message, delay=self.settings.retry_seconds)
 
 
 def _owner_name(body: kopf.Body) -> str | None:

@@ -1,0 +1,198 @@
+"""Wrong S3 credentials end to end: the resource stalls with a clear reason, nothing leaks, and it
+recovers by itself once the Secret is fixed.
+
+The e2e story uses moto without authentication; this test uses `tests.support.s3server`, which turns
+authentication on, so wrong keys are refused (403 InvalidAccessKeyId) as real S3 refuses them. The
+operator runs with short retry and resync intervals so recovery is bounded in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from optimodel.devcluster.fixture import DevCluster
+from tests.support.s3server import S3Server, free_port, start_s3_server
+
+pytestmark = pytest.mark.cluster
+
+T = TypeVar("T")
+CRD = Path(__file__).resolve().parents[2] / "crds" / "optimodel.io_optimizedmodels.yaml"
+RETRY_SECONDS = 3
+MODEL = textwrap.dedent("""
+    import os, sys
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    import numpy as np, tf_keras as keras
+    from sklearn.datasets import load_digits
+    out = sys.argv[1]
+    d = load_digits(); x = (d.images / 16.0).astype("float32")[..., None]; y = d.target.astype("int64")
+    np.savez(f"{out}/test.npz", x=x[1400:], y=y[1400:]); np.savez(f"{out}/calibration.npz", x=x[:100])
+    keras.utils.set_random_seed(7)
+    m = keras.Sequential([keras.layers.Flatten(input_shape=(8, 8, 1)),
+                          keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    m.fit(x[:1400], y[:1400], epochs=5, verbose=0)
+    m.save(f"{out}/model.h5")
+""")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto with authentication on, on the bridge address, with one tiny model and its data."""
+    work = tmp_path_factory.mktemp("credentials")
+    trainer = subprocess.Popen([sys.executable, "-c", MODEL, str(work)])  # trains while moto starts
+    server = start_s3_server(dev_cluster.host_ip, work / "moto.log")
+    try:
+        assert trainer.wait(timeout=300) == 0, "training the tiny model failed"
+        server.upload(work / "model.h5", "s3://models/creds/model.h5")
+        for name in ("test", "calibration"):
+            server.upload(work / f"{name}.npz", f"s3://datasets/creds/{name}.npz")
+        yield server
+    finally:
+        trainer.kill()
+        server.stop()
+
+
+@pytest.fixture
+def operator_log(dev_cluster: DevCluster, tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """`optimodel operator` with retries every few seconds; its log is read by the test."""
+    dev_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    dev_cluster.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.optimodel.io", "--timeout=60s")
+    log = tmp_path / "operator.log"
+    env = {
+        **os.environ,
+        "OPTIMODEL_RETRY_SECONDS": str(RETRY_SECONDS),
+        "OPTIMODEL_JOB_IMAGE": "optimodel:test",
+        "OPTIMODEL_SERVE_IMAGE": "optimodel:test",
+    }
+    argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(dev_cluster.kubeconfig), "-A"]
+    argv += ["--metrics-port", "0", "--health-port", str(free_port())]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+    yield log, proc
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def secret_yaml(namespace: str, key_id: str, secret_key: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s3-credentials", "namespace": namespace},
+            "stringData": {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret_key},
+        }
+    )
+
+
+def model(endpoint: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "optimodel.io/v1alpha1",
+        "kind": "OptimizedModel",
+        "metadata": {"name": "creds"},
+        "spec": {
+            "source": {"uri": "s3://models/creds/model.h5"},
+            "optimization": {"method": "quantize", "quantization": {"type": "dynamic"}},
+            "evaluation": {"data": "s3://datasets/creds/test.npz", "latency": {"runs": 10, "warmupRuns": 1}},
+            "gates": {"minMetric": 0.5},
+            "artifacts": {
+                "uri": "s3://artifacts/creds/",
+                "s3": {"endpoint": endpoint, "credentialsSecret": "s3-credentials"},
+            },
+            "serving": {"replicas": 1},
+            "job": {"activeDeadlineSeconds": 120, "backoffLimit": 0},
+        },
+    }
+
+
+def get_om(cluster: DevCluster, namespace: str) -> dict[str, Any]:
+    return dict(json.loads(cluster.kubectl("get", "om", "creds", "-n", namespace, "-o", "json").stdout))
+
+
+def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((dict(c) for c in body.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+
+
+def test_wrong_credentials_stall_without_leaking_then_recover(
+    dev_cluster: DevCluster, namespace: str, s3: S3Server, operator_log: tuple[Path, subprocess.Popen[bytes]]
+) -> None:
+    log, operator = operator_log
+    wrong_id, wrong_secret = f"AKIAWRONG{uuid.uuid4().hex[:11].upper()}", f"wrong-{uuid.uuid4().hex}"
+    dev_cluster.kubectl("apply", "-f", "-", input=secret_yaml(namespace, wrong_id, wrong_secret))
+    dev_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(model(s3.endpoint)))
+
+    # Wrong keys: Stalled, reason AccessDenied, an Event; no Job, the operator keeps running.
+    stalled = wait_for(
+        "Stalled=True",
+        lambda: (b := get_om(dev_cluster, namespace)) and condition(b, "Stalled").get("status") == "True" and b,
+        timeout=30,
+    )
+    assert condition(stalled, "Stalled")["reason"] == "AccessDenied", stalled["status"]
+    assert stalled["status"]["phase"] == "Failed"
+    assert "refused the credentials" in condition(stalled, "Optimized")["message"]
+    events = json.loads(dev_cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    assert any(e["reason"] == "AccessDenied" and e["type"] == "Warning" for e in events), events
+    time.sleep(2 * RETRY_SECONDS)  # a few retries go by: still denied, still one operator process
+    assert operator.poll() is None, log.read_text()[-3000:]
+    assert dev_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+    # No secret value anywhere a user or a log collector can read.
+    texts = {
+        "status": dev_cluster.kubectl("get", "om", "-n", namespace, "-o", "yaml").stdout,
+        "events": dev_cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout,
+        "operator log": log.read_text(),
+    }
+    for where, text in texts.items():
+        for value in (wrong_secret, wrong_id, s3.secret_key):
+            assert value not in text, f"a credential appears in the {where}"
+
+    # Fix the Secret only: the same generation recovers through the operator's retry, no re-apply.
+    generation = stalled["metadata"]["generation"]
+    dev_cluster.kubectl("apply", "-f", "-", input=secret_yaml(namespace, s3.access_key, s3.secret_key))
+    wait_for(  # the next retry (OPTIMODEL_RETRY_SECONDS), not the next resync, picks the new keys up
+        "the Job after the fix",
+        lambda: dev_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.strip(),
+        timeout=RETRY_SECONDS + 10,
+    )
+    optimized = wait_for(
+        "Optimized=True (the Job ran with the fixed keys)",
+        lambda: (b := get_om(dev_cluster, namespace)) and condition(b, "Optimized").get("status") == "True" and b,
+        timeout=90,
+    )
+    ready = wait_for(
+        "Ready=True",
+        lambda: (b := get_om(dev_cluster, namespace)) and condition(b, "Ready").get("status") == "True" and b,
+        timeout=60,
+    )
+    assert ready["metadata"]["generation"] == generation == optimized["metadata"]["generation"]
+    assert condition(ready, "Stalled")["status"] == "False" and ready["status"]["phase"] == "Ready"
+    assert operator.poll() is None
+    final = log.read_text() + dev_cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout
+    assert s3.secret_key not in final and wrong_secret not in final

@@ -12,6 +12,7 @@ a tmpfs holding bind mounts of the parent's entries plus the new directory. Ever
 the private mount namespace and vanishes with the container's processes.
 """
 
+import contextlib
 import ctypes
 import json
 import os
@@ -137,21 +138,32 @@ def enter(spec: dict[str, Any]) -> None:
     os.chdir(workdir)
 
 
+def _message_path(spec: dict[str, Any], entered: bool) -> str:
+    """Where the termination message goes: inside the sandbox once entered, else its host-side file.
+
+    Before the chroot the container's path (say /dev/termination-log) would be the host's own file.
+    """
+    target = spec.get("terminationMessagePath") or "/dev/termination-log"
+    if entered:
+        return str(target)
+    sources = [m["source"] for m in spec["mounts"] if m["target"] == target]
+    return str(sources[0]) if sources else os.devnull
+
+
 def main() -> None:
     """Enter the sandbox described by the JSON file in argv[1] and exec its command."""
     with open(sys.argv[1]) as f:
         spec = json.load(f)
+    entered = False
     try:
         enter(spec)
+        entered = True
         os.execvpe(spec["argv"][0], spec["argv"], spec["env"])
     except OSError as err:
         message = f"cannot start {spec['argv'][0]!r}: {err}"
         print(message, file=sys.stderr, flush=True)
-        try:
-            with open(spec.get("terminationMessagePath") or "/dev/termination-log", "w") as f:
-                f.write(message)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError), open(_message_path(spec, entered), "w") as f:
+            f.write(message)
         sys.exit(127 if isinstance(err, FileNotFoundError) else 126)
 
 

@@ -128,8 +128,6 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
         "--set", f"watchNamespaces={{{watched}}}",
         "--set", "logFormat=text",
         "--set", "reconcile.resyncSeconds=5",
-        # The node agent runs the project's venv, which may live under /tmp: a volume there would hide it.
-        "--set", "scratch.mountPath=/var/tmp/optimodel",
     )  # fmt: skip
     try:
         dev_cluster.kubectl("wait", "--for=condition=Established", CRD, "--timeout=60s")

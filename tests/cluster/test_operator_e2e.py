@@ -256,6 +256,7 @@ def test_digits_story(dev_cluster: DevCluster, namespace: str, s3: str, operator
     assert status["phase"] == "Ready" and status["observedGeneration"] == om["metadata"]["generation"]
     assert [g["passed"] for g in status["gates"]] == [True, True, True] and status["gatesSummary"] == "3/3"
     assert status["candidate"]["sizeRatio"] < 0.5 and status["serving"]["ready"] == "1/1"
+    assert condition(om, "Optimized")["reason"] == "ResultStored" and status["jobName"] == first_job[0]
     assert {"JobCreated", "RolloutStarted", "Available"} <= events(dev_cluster, namespace)
     dev_cluster.kubectl("wait", "--for=condition=Ready", "om/digits", "-n", namespace, "--timeout=10s")
 

@@ -137,7 +137,7 @@ def test_deployment_runs_the_operator_with_settings_from_values() -> None:
         "OPTIMODEL_RESYNC_SECONDS": "60",
         "OPTIMODEL_RETRY_SECONDS": "30",
         "OPTIMODEL_WORKERS": "8",
-        "TMPDIR": "/tmp",
+        "TMPDIR": "/scratch",
     }
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"metrics": 9090, "health": 8080}
@@ -225,7 +225,7 @@ def test_operator_runs_non_root_read_only_without_capabilities() -> None:
     assert context["readOnlyRootFilesystem"] is True
     assert context["allowPrivilegeEscalation"] is False
     assert context["capabilities"] == {"drop": ["ALL"]}
-    assert {"name": "scratch", "mountPath": "/tmp"} in _container(docs)["volumeMounts"]
+    assert {"name": "scratch", "mountPath": "/scratch"} in _container(docs)["volumeMounts"]
 
 
 def test_every_object_has_the_recommended_labels() -> None:

@@ -150,9 +150,12 @@ class Reconciler:
                 r.STORAGE_UNAVAILABLE, f"spec.artifacts.uri: stored result unreadable: {error}", True
             )
             return replace(base, problem=problem), None
+        # The Job is read even when the result is stored: status names it, and a result this resource's
+        # own Job produced is `ResultStored`, not a `CacheHit`.
+        base = replace(base, job=self.kube.get_job(owner.namespace, job_name(owner, key)))
         if stored is not None:
             return replace(base, result=stored[0], report_uri=stored[1]), store
-        return replace(base, job=self.kube.get_job(owner.namespace, job_name(owner, key))), store
+        return base, store
 
     def _store(self, owner: Owner, spec: OptimizedModelSpec) -> ArtifactStore:
         secret = spec.artifacts.s3.credentials_secret

@@ -332,6 +332,33 @@ def test_digits_story(dev_cluster: DevCluster, namespace: str, s3: str, operator
     assert operator.alive()
 
 
+def test_a_search_in_the_job_serves_the_chosen_candidate(
+    dev_cluster: DevCluster, namespace: str, s3: str, operator: Operator
+) -> None:
+    """`method: auto` runs in the Job as in `optimodel run`; status and `-o wide` show the choice."""
+    setup_namespace(dev_cluster, namespace)
+    # This architecture converts to about 11.6 kB as float16 and 9.2 kB as dynamic range.
+    search = manifest("digits", s3, maxSizeBytes=10_400, maxMetricDrop=0.05)
+    search["spec"]["optimization"] = {"method": "auto", "candidates": ["float16", "dynamic"]}
+    apply(dev_cluster, namespace, search)
+
+    om = wait_for(
+        "Ready",
+        lambda: (
+            (b := get(dev_cluster, namespace, "om", "digits")) and condition(b, "Ready").get("status") == "True" and b
+        ),
+        timeout=180,
+    )
+
+    candidate = om["status"]["candidate"]
+    assert (candidate["method"], candidate["chosen"], candidate["tried"]) == ("auto", "dynamic", 2)
+    assert candidate["sizeBytes"] <= 10_400 and served_sha(dev_cluster, namespace) == candidate["sha256"]
+    header, row = dev_cluster.kubectl("get", "om", "digits", "-n", namespace, "-o", "wide").stdout.splitlines()
+    starts = [header.index(name) for name in header.split()] + [None]
+    columns = {header[a:b].strip(): row[a:b].strip() for a, b in zip(starts, starts[1:], strict=False)}
+    assert (columns["CHOSEN"], columns["TRIED"], columns["PHASE"]) == ("dynamic", "2", "Ready")
+
+
 def test_runtime_bad_input_stalls_without_a_crash_loop(
     dev_cluster: DevCluster, namespace: str, s3: str, operator: Operator
 ) -> None:

@@ -27,6 +27,7 @@ def _run(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig or settings.kubeconfig,
     )
     logging.getLogger().handlers.clear()  # kopf's handler only: one JSON line per record
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # a line per liveness probe drowns the rest
     kopf.configure(
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,

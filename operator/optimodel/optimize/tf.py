@@ -15,5 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow  # noqa: E402
 import tf_keras  # noqa: E402
 
+tensorflow.get_logger().setLevel("ERROR")  # "Assets written to ..." on every conversion
+
 tf: ModuleType = tensorflow
 keras: ModuleType = tf_keras

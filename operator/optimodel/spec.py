@@ -212,6 +212,11 @@ class Serving(Model):
     replicas: int = Field(1, ge=0, le=1000, description="Serving pods.")
     threads: int = Field(1, ge=1, le=64, description="LiteRT threads per interpreter.")
     interpreters: int = Field(2, ge=1, le=64, description="Interpreters per pod (one request each at a time).")
+    max_batch_size: int = Field(
+        32, ge=1, le=4096, description="Largest batch the server forms from concurrent requests.")
+    batch_wait_ms: float = Field(
+        2, ge=0, le=1000,
+        description="How long a batch may wait for more requests while another call runs; 0 turns batching off.")
     port: int = Field(8501, ge=1024, le=65_535, description="HTTP port of the server.")
     image: str | None = Field(None, description="Serving image; default from the operator's settings.")
     resources: dict[str, dict[str, int | str]] | None = Field(

@@ -87,6 +87,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     _flag(parser, "--port", "OPTIMODEL_PORT", 8501, _positive, help="HTTP port")
     _flag(
         parser,
+        "--workers",
+        "OPTIMODEL_WORKERS",
+        1,
+        _positive,
+        help="server processes sharing the port (SO_REUSEPORT), each with its own interpreter pool",
+    )
+    _flag(
+        parser,
         "--interpreters",
         "OPTIMODEL_INTERPRETERS",
         2,
@@ -164,6 +172,7 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
         max_batch_size=args.max_batch_size,
         batch_wait_ms=args.batch_wait_ms,
         drain_seconds=args.drain_seconds,
+        workers=args.workers,
         load=LoadSettings(
             uri=args.model,
             sha256=args.sha256,
@@ -183,14 +192,18 @@ def run(args: argparse.Namespace) -> int:
             f"optimodel serve: {' and '.join(missing)} required (or OPTIMODEL_MODEL_URI / "
             "OPTIMODEL_MODEL_NAME)"
         )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger().setLevel(args.log_level.upper())
     from optimodel.serve.app import serve
+    from optimodel.serve.workers import LOG_FORMAT, supervise
 
+    level = args.log_level.upper()
+    logging.basicConfig(format=LOG_FORMAT if args.workers > 1 else "%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
     try:
         settings = settings_from(args)
     except ValueError as error:
         raise SystemExit(f"optimodel serve: {error}") from None
+    if settings.workers > 1:
+        return supervise(settings, level)
     return asyncio.run(serve(settings))
 
 

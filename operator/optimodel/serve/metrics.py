@@ -46,6 +46,12 @@ class Metrics:
         self.in_flight = Gauge(
             "optimodel_requests_in_flight", "Requests being handled.", registry=self.registry
         )
+        self.worker = Gauge(
+            "optimodel_worker",
+            "1, labelled with the index of the server process that answered the scrape (--workers).",
+            ["worker"],
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "optimodel_model_ready",
             "1 when the model is loaded, verified and warmed up.",

@@ -32,10 +32,7 @@ class TensorSpec:
     storage_dtype: np.dtype[Any]
     scale: float = 0.0
     zero_point: int = 0
-
-    @property
-    def quantized(self) -> bool:
-        return self.scale != 0.0 and np.issubdtype(self.storage_dtype, np.integer)
+    quantized: bool = False  # int8/uint8 storage with a scale: callers pass and get float32
 
 
 @dataclass(frozen=True)
@@ -57,6 +54,7 @@ def _spec(name: str, detail: dict[str, Any]) -> TensorSpec:
         storage_dtype=storage,
         scale=float(scale),
         zero_point=int(zero_point),
+        quantized=bool(quantized),
     )
 
 
@@ -76,13 +74,20 @@ def _signature(interpreter: Interpreter) -> Signature:
 
 
 def _quantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """In place on a fresh float32 copy: this runs per call, holding the GIL between numpy calls."""
     info = np.iinfo(spec.storage_dtype)
-    scaled = np.round(values.astype(np.float32) / np.float32(spec.scale)) + spec.zero_point
-    return np.clip(scaled, info.min, info.max).astype(spec.storage_dtype)
+    scaled = np.divide(values, np.float32(spec.scale), dtype=np.float32)
+    np.round(scaled, out=scaled)
+    scaled += spec.zero_point
+    np.clip(scaled, info.min, info.max, out=scaled)
+    return scaled.astype(spec.storage_dtype)
 
 
 def _dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    return ((values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)).astype(np.float32)
+    out = values.astype(np.float32)
+    out -= spec.zero_point
+    out *= np.float32(spec.scale)
+    return out
 
 
 class LiteModel:

@@ -2,21 +2,28 @@
 
 May import `model`, `metrics`, numpy, asyncio and the stdlib; nothing of HTTP. The interpreter is
 not thread-safe, so each `LiteModel` serves one call at a time: a call takes a free model from an
-asyncio queue, runs it in a thread of an executor sized to the pool (never on the event loop;
-LiteRT releases the GIL while it computes), and gives it back.
+asyncio queue, runs it in a thread of an executor sized to the pool (LiteRT releases the GIL while
+it computes), and gives it back. One exception: a call for the only request in flight, expected
+(from the time per row of earlier calls) to take at most `INLINE_BUDGET_S`, runs on the event
+loop's thread, because handing it to a thread and back costs about as much as the call and nothing
+else is waiting for the loop.
 
 With dynamic batching on (`batch_wait_ms > 0`), the batcher first takes a free interpreter, then
 every request queued meanwhile, and waits for more only until `batch_wait_ms` after the first one
-arrived, and only while no other interpreter is free; the rows (at most `max_batch_size`) run as one
+arrived, and only while no other interpreter is free and another call is running (its answers
+bring the next requests); the rows (at most `max_batch_size`) run as one
 call and the outputs are split back. So an idle server adds no latency, and a busy one makes fewer,
-larger calls. A request of `max_batch_size` rows or more runs alone, as one call.
+larger calls. A request that finds the batcher idle (nothing queued, an interpreter free) and a
+request of `max_batch_size` rows or more run alone, straight on the pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -27,20 +34,27 @@ from optimodel.serve.model import LiteModel
 
 Arrays = dict[str, np.ndarray]
 
+INLINE_BUDGET_S = 0.001  # the longest an inference call may hold the event loop
+
 
 class InterpreterPool:
     """`size` models, each used by one call at a time."""
 
-    def __init__(self, models: Sequence[LiteModel], metrics: Metrics) -> None:
+    def __init__(
+        self, models: Sequence[LiteModel], metrics: Metrics, alone: Callable[[], bool] = lambda: False
+    ) -> None:
+        """`alone()` tells whether the request being served is the only one in flight."""
         self._models = list(models)
         self._executor = ThreadPoolExecutor(max_workers=len(self._models), thread_name_prefix="litert")
         self._free: asyncio.Queue[LiteModel] | None = None
         self._metrics = metrics
+        self._alone = alone
+        self._row_s = math.inf  # seconds per row of the last call; unknown until one ran
 
     def _queue(self) -> asyncio.Queue[LiteModel]:
         """Created lazily so the pool can be built outside the event loop (by the loader thread)."""
         if self._free is None:
-            self._free = asyncio.Queue()
+            self._free = asyncio.LifoQueue()  # the last one used is the warmest in cache
             for model in self._models:
                 self._free.put_nowait(model)
         return self._free
@@ -55,10 +69,19 @@ class InterpreterPool:
     def release(self, model: LiteModel) -> None:
         self._queue().put_nowait(model)
 
+    def _predict(self, model: LiteModel, arrays: Arrays, rows: int) -> Arrays:
+        started = time.perf_counter()
+        outputs = model.predict(arrays)
+        self._row_s = (time.perf_counter() - started) / rows
+        return outputs
+
     async def call(self, model: LiteModel, arrays: Arrays) -> Arrays:
-        """One call of an acquired model with every row of `arrays`, in the executor."""
-        self._metrics.batch_rows.observe(next(iter(arrays.values())).shape[0])
-        return await asyncio.get_running_loop().run_in_executor(self._executor, model.predict, arrays)
+        """One call of an acquired model with every row of `arrays`, in the executor (or inline, see above)."""
+        rows = next(iter(arrays.values())).shape[0]
+        self._metrics.batch_rows.observe(rows)
+        if rows * self._row_s <= INLINE_BUDGET_S and self._alone():
+            return self._predict(model, arrays, rows)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, model, arrays, rows)
 
     async def run(self, arrays: Arrays) -> Arrays:
         model = await self.acquire()
@@ -94,9 +117,15 @@ class Batcher:
         self._pending: asyncio.Queue[_Pending] | None = None
         self._collector: asyncio.Task[None] | None = None
         self._calls: set[asyncio.Task[None]] = set()
+        self._running = 0  # interpreter calls in progress
+        self._collecting = False  # the collector holds a first request (and maybe an interpreter)
+
+    def _idle(self) -> bool:
+        """Nothing queued or being collected, and an interpreter free: batching could only add latency."""
+        return not self._collecting and (self._pending is None or self._pending.empty()) and self._pool.has_free()
 
     async def run(self, arrays: Arrays, rows: int) -> Arrays:
-        if self._wait <= 0 or rows >= self._max:
+        if self._wait <= 0 or rows >= self._max or self._idle():
             return await self._pool.run(arrays)
         if self._pending is None:
             self._pending = asyncio.Queue()
@@ -111,13 +140,14 @@ class Batcher:
         carry: _Pending | None = None
         while True:
             first = carry or await pending.get()
+            self._collecting = True
             deadline = loop.time() + self._wait
             model = await self._pool.acquire()
             batch, rows, carry = [first], first.rows, None
             while rows < self._max:
                 remaining = deadline - loop.time()
-                if pending.empty() and (remaining <= 0 or self._pool.has_free()):
-                    break  # nothing queued, and waiting is over or pointless (spare capacity)
+                if pending.empty() and (remaining <= 0 or self._pool.has_free() or not self._running):
+                    break  # nothing queued, and waiting is over or pointless (spare capacity, or idle)
                 try:
                     item = (
                         pending.get_nowait()
@@ -131,11 +161,13 @@ class Batcher:
                     break
                 batch.append(item)
                 rows += item.rows
+            self._collecting = False
             call = asyncio.create_task(self._call(model, batch))
             self._calls.add(call)
             call.add_done_callback(self._calls.discard)
 
     async def _call(self, model: LiteModel, batch: list[_Pending]) -> None:
+        self._running += 1
         try:
             names = batch[0].arrays.keys()
             joined = (
@@ -150,6 +182,7 @@ class Batcher:
                     item.future.set_exception(error)
             return
         finally:
+            self._running -= 1
             self._pool.release(model)
         start = 0
         for item in batch:

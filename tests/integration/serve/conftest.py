@@ -42,7 +42,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return Models(float32=out / "float32.tflite", int8=out / "int8.tflite")
+    return Models(float32=out / "float32.tflite", int8=out / "int8.tflite", slow=out / "slow.tflite")
 
 
 @pytest.fixture(scope="session")

@@ -7,16 +7,19 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 REPO = Path(__file__).resolve().parents[3]
+T = TypeVar("T")
 NAME = "digits"
 
 BUILD_MODELS = r"""
@@ -47,6 +50,16 @@ converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
 converter.inference_input_type = tf.int8
 converter.inference_output_type = tf.int8
 open(os.path.join(out, "int8.tflite"), "wb").write(converter.convert())
+
+# slow: convolutions with many channels (about 1 ms per row, small weights), so a batch of a few
+# hundred rows keeps a request in flight for a while
+inputs = keras.Input((8, 8, 1), name="input_1")
+x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(inputs)
+for _ in range(3):
+    x = keras.layers.Conv2D(256, 3, padding="same", activation="relu")(x)
+x = keras.layers.GlobalAveragePooling2D()(x)
+slow = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+open(os.path.join(out, "slow.tflite"), "wb").write(tf.lite.TFLiteConverter.from_keras_model(slow).convert())
 """
 
 
@@ -54,6 +67,7 @@ open(os.path.join(out, "int8.tflite"), "wb").write(converter.convert())
 class Models:
     float32: Path
     int8: Path
+    slow: Path  # float32, about 1 ms per row: keeps a large batch in flight
 
 
 def sha256(path: Path) -> str:
@@ -136,3 +150,44 @@ Oracle = Callable[[Path, np.ndarray], np.ndarray]
 def batch(rows: int, seed: int = 0) -> np.ndarray:
     """Random digits-like inputs in [0, 1)."""
     return np.random.default_rng(seed).random((rows, 8, 8, 1), dtype=np.float32)
+
+
+
+def in_flight(url: str) -> float:
+    """`optimodel_requests_in_flight` of the process that answers this /metrics request (itself included)."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("optimodel_requests_in_flight "):
+            return float(line.split()[1])
+    raise AssertionError("no optimodel_requests_in_flight in /metrics")
+
+
+def wait_in_flight(url: str, timeout: float = 10) -> None:
+    """Until a /metrics scrape shows another request in flight besides itself (with several workers,
+    until a scrape lands on the worker that has it)."""
+    deadline = time.monotonic() + timeout
+    while in_flight(url) < 2:
+        assert time.monotonic() < deadline, "the slow request never arrived"
+        time.sleep(0.02)
+
+
+def in_background(call: Callable[[], T]) -> Callable[[], T]:
+    """Run `call` in a thread now; the returned function joins it and gives its result (or raises)."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            result["error"] = error
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def join() -> T:
+        thread.join(timeout=60)
+        if "error" in result:
+            raise result["error"]
+        value: T = result["value"]
+        return value
+
+    return join

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,19 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration.serve.serve_testkit import Models, Oracle, Server, StartServer, batch, free_port, sha256
+from tests.integration.serve.serve_testkit import (
+    Models,
+    Oracle,
+    Server,
+    StartServer,
+    batch,
+    free_port,
+    in_background,
+    sha256,
+    wait_in_flight,
+)
+
+SLOW_ROWS = 600  # about a second of inference on the slow model
 
 V2_INFER = "/v2/models/{name}/infer"
 
@@ -56,36 +67,20 @@ def test_digest_mismatch_never_becomes_ready(start_server: StartServer, models: 
 
 
 def test_sigterm_drains_requests_in_flight(start_server: StartServer, models: Models, oracle: Oracle) -> None:
-    """A request held 1.5 s by the batcher's wait is in flight at SIGTERM: it completes, then exit 0.
-
-    With one interpreter (taken by the batch being formed) the batcher waits the full 1.5 s for company.
-    """
-    server = start_server(
-        models.float32, "--interpreters", "1", "--batch-wait-ms", "1500", "--max-batch-size", "64"
-    )
-    x = batch(2, seed=5)
-    result: dict[str, httpx.Response] = {}
-
-    def slow() -> None:
-        result["answer"] = httpx.post(
-            server.url + V2_INFER.format(name=server.name), json=v2_body(x), timeout=30
-        )
-
-    thread = threading.Thread(target=slow)
-    thread.start()
-    deadline = time.monotonic() + 5
-    while "optimodel_requests_in_flight 2.0" not in httpx.get(f"{server.url}/metrics").text:
-        assert time.monotonic() < deadline, "the slow request never arrived"
-        time.sleep(0.02)
+    """A request in inference at SIGTERM (a large batch on a slow model) completes, then exit 0."""
+    server = start_server(models.slow, "--interpreters", "1")
+    x = batch(SLOW_ROWS, seed=5)
+    url = server.url + V2_INFER.format(name=server.name)
+    answer = in_background(lambda: httpx.post(url, json=v2_body(x), timeout=60))
+    wait_in_flight(server.url)
     server.process.send_signal(signal.SIGTERM)
     time.sleep(0.3)
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{server.url}/v2/health/live", timeout=2)  # no longer listening
-    thread.join(timeout=20)
-    answer = result["answer"]
-    assert answer.status_code == 200, answer.text
+    response = answer()
+    assert response.status_code == 200, response.text
     assert np.allclose(
-        np.reshape(answer.json()["outputs"][0]["data"], (2, 10)), oracle(models.float32, x), atol=1e-6
+        np.reshape(response.json()["outputs"][0]["data"], (SLOW_ROWS, 10)), oracle(models.slow, x), atol=1e-5
     )
     assert server.process.wait(timeout=15) == 0
     assert "drained" in server.output()

@@ -14,15 +14,15 @@ import subprocess
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from optimodel.devcluster.fixture import DevCluster
+from tests.support.polling import wait_for
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "optimodel"
 HELM = Path(os.environ.get("OPTIMODEL_HELM", ROOT / ".dev" / "bin" / "helm"))
@@ -46,17 +46,6 @@ MODEL = {
         },
     },
 }
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def get_json(cluster: DevCluster, *args: str) -> Any:

@@ -16,19 +16,19 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
 from optimodel.devcluster.fixture import DevCluster
+from tests.support.polling import wait_for
 from tests.support.s3server import S3Server, free_port, start_s3_server
 
 pytestmark = pytest.mark.cluster
 
-T = TypeVar("T")
 CRD = Path(__file__).resolve().parents[2] / "crds" / "optimodel.io_optimizedmodels.yaml"
 RETRY_SECONDS = 3
 MODEL = textwrap.dedent("""
@@ -46,17 +46,6 @@ MODEL = textwrap.dedent("""
     m.fit(x[:1400], y[:1400], epochs=5, verbose=0)
     m.save(f"{out}/model.h5")
 """)
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")

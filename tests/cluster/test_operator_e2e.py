@@ -16,9 +16,9 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import numpy as np
@@ -26,8 +26,8 @@ import pytest
 import yaml
 
 from optimodel.devcluster.fixture import DevCluster
+from tests.support.polling import wait_for
 
-T = TypeVar("T")
 CRD = Path(__file__).resolve().parents[2] / "crds" / "optimodel.io_optimizedmodels.yaml"
 MODELS = textwrap.dedent("""
     import os, sys
@@ -45,17 +45,6 @@ MODELS = textwrap.dedent("""
         m.fit(x[:1400], y[:1400], epochs=10 + 5 * version, verbose=0)
         m.save(f"{out}/model-v{version}.h5")
 """)
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 120.0, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def free_port(host: str) -> int:

@@ -66,6 +66,10 @@ class InFlight:
         return self.count <= 1
 
 
+# A probe answering 503 while the model loads reports a state, not an error: not counted as one.
+PROBE_ROUTES = ("/health/live", "/health/ready", "/ready")
+
+
 def _middleware(metrics: Metrics, in_flight: InFlight) -> Middleware:
     # prometheus' `labels()` takes a lock and builds a key per call: keep the children per label set
     latency: dict[tuple[str, str], Any] = {}
@@ -79,7 +83,7 @@ def _middleware(metrics: Metrics, in_flight: InFlight) -> Middleware:
         if (protocol, route, status) not in answered:
             answered[protocol, route, status] = metrics.requests.labels(protocol, route, str(status))
         answered[protocol, route, status].inc()
-        if status >= 400:
+        if status >= 400 and not route.endswith(PROBE_ROUTES):
             if (protocol, status) not in errors:
                 errors[protocol, status] = metrics.errors.labels(protocol, str(status))
             errors[protocol, status].inc()

@@ -26,7 +26,7 @@ class Metrics:
         )
         self.errors = Counter(
             "optimodel_request_errors",
-            "Requests answered with a 4xx or 5xx, by protocol and status code.",
+            "Requests answered with a 4xx or 5xx, by protocol and status code (health probes excluded).",
             ["protocol", "code"],
             registry=self.registry,
         )

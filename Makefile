@@ -50,8 +50,11 @@ cluster: $(STAMP) $(K8S_STAMP)
 cluster-down: $(STAMP)
 	$(BIN)/optimodel cluster down --state-dir .dev
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+bench: $(STAMP) $(K8S_STAMP)
+	$(BIN)/python bench/engine_bench.py
+	$(BIN)/python bench/serve_bench.py
+	$(BIN)/python bench/devcluster_bench.py
+	$(BIN)/python bench/operator_bench.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

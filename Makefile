@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 K8S_STAMP := .dev/bin/kube-apiserver
 DEMO_DIR := .demo
 
-.PHONY: help venv k8s-bins demo test unit lint cluster cluster-down bench clean
+.PHONY: help venv k8s-bins host-tools demo test unit lint cluster cluster-down bench clean
 
 help:
 	@echo "make demo          optimize the digits example locally (no cluster, no cloud)"
@@ -29,6 +29,10 @@ $(K8S_STAMP): hack/build-k8s.sh
 
 k8s-bins: $(K8S_STAMP)
 
+# The node agent wires pod networks with `ip` (iproute2); install it where a machine lacks it.
+host-tools:
+	@command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }
+
 demo: $(STAMP)
 	$(BIN)/python examples/digits/make_digits.py --out $(DEMO_DIR) --models digits-wide
 	$(BIN)/optimodel run examples/digits/local.yaml
@@ -41,10 +45,10 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) $(K8S_STAMP) lint
+test: $(STAMP) $(K8S_STAMP) host-tools lint
 	$(BIN)/pytest tests -q
 
-cluster: $(STAMP) $(K8S_STAMP)
+cluster: $(STAMP) $(K8S_STAMP) host-tools
 	$(BIN)/optimodel cluster up --state-dir .dev
 
 cluster-down: $(STAMP)

@@ -152,7 +152,9 @@ class Reconciler:
             return replace(base, problem=problem), None
         # The Job is read even when the result is stored: status names it, and a result this resource's
         # own Job produced is `ResultStored`, not a `CacheHit`.
-        base = replace(base, job=self.kube.get_job(owner.namespace, job_name(owner, key)))
+        # Its pods are read only while no result is stored: their termination message is the fallback.
+        job = self.kube.get_job(owner.namespace, job_name(owner, key), with_pods=stored is None)
+        base = replace(base, job=job)
         if stored is not None:
             return replace(base, result=stored[0], report_uri=stored[1]), store
         return base, store

@@ -211,7 +211,12 @@ class Artifacts(Model):
 class Serving(Model):
     replicas: int = Field(1, ge=0, le=1000, description="Serving pods.")
     threads: int = Field(1, ge=1, le=64, description="LiteRT threads per interpreter.")
-    interpreters: int = Field(2, ge=1, le=64, description="Interpreters per pod (one request each at a time).")
+    workers: int = Field(
+        1, ge=1, le=64,
+        description="Server processes per pod sharing the port; one answers HTTP on one core at most, "
+        "so a pod with N CPUs serves most with N workers.")
+    interpreters: int = Field(
+        2, ge=1, le=64, description="Interpreters per worker (each runs one call at a time).")
     max_batch_size: int = Field(
         32, ge=1, le=4096, description="Largest batch the server forms from concurrent requests.")
     batch_wait_ms: float = Field(

@@ -72,6 +72,8 @@ def serve_args(spec: OptimizedModelSpec, name: str, artifact: ServedArtifact) ->
         artifact.sha256,
         "--port",
         str(serving.port),
+        "--workers",
+        str(serving.workers),
         "--interpreters",
         str(serving.interpreters),
         "--threads",

@@ -10,7 +10,6 @@ variable); S3 credentials come only from the usual AWS_* variables, never from f
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import re
@@ -192,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
             f"optimodel serve: {' and '.join(missing)} required (or OPTIMODEL_MODEL_URI / "
             "OPTIMODEL_MODEL_NAME)"
         )
-    from optimodel.serve.app import serve
+    from optimodel.serve.app import run as run_server
     from optimodel.serve.workers import LOG_FORMAT, supervise
 
     level = args.log_level.upper()
@@ -204,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"optimodel serve: {error}") from None
     if settings.workers > 1:
         return supervise(settings, level)
-    return asyncio.run(serve(settings))
+    return run_server(settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

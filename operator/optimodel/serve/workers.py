@@ -25,7 +25,7 @@ from multiprocessing.process import BaseProcess
 from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
 
-from optimodel.serve.app import ServerSettings, serve
+from optimodel.serve.app import ServerSettings, run
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _worker(settings: ServerSettings, index: int, loaded: Synchronized[int], lev
         while loaded.value < settings.workers:
             await asyncio.sleep(_POLL_S)
 
-    return asyncio.run(serve(settings, before_ready=wait_for_siblings, reuse_port=True, worker=index))
+    return run(settings, before_ready=wait_for_siblings, reuse_port=True, worker=index)
 
 
 def _run_worker(settings: ServerSettings, index: int, loaded: Synchronized[int], level: str) -> None:

@@ -9,20 +9,40 @@ import time
 import httpx
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.serve.serve_testkit import Models, Oracle, StartServer, batch
 
 CLIENTS = 16
 
 
+def calls_and_requests(metrics: str) -> tuple[float, float]:
+    """Interpreter calls made, and inference requests answered, from a `/metrics` scrape."""
+    calls = requests = 0.0
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == "optimodel_batch_size_count":
+                calls += sample.value
+            if sample.name == "optimodel_requests_total" and sample.labels["route"].endswith(
+                ("/infer", ":predict")
+            ):
+                requests += sample.value
+    return calls, requests
+
+
 @pytest.mark.parametrize(
-    ("flags", "seconds"),
+    ("flags", "batching"),
     [
-        pytest.param(("--interpreters", "2", "--batch-wait-ms", "0"), 2.5, id="pool"),
+        pytest.param(("--interpreters", "2", "--batch-wait-ms", "0"), False, id="pool"),
         pytest.param(
             ("--interpreters", "2", "--batch-wait-ms", "2", "--max-batch-size", "16"),
-            2.5,
+            True,
             id="dynamic-batching",
+        ),
+        pytest.param(
+            ("--interpreters", "1", "--batch-wait-ms", "2", "--max-batch-size", "16"),
+            True,
+            id="one-interpreter-on-the-event-loop",
         ),
     ],
 )
@@ -31,8 +51,9 @@ def test_concurrent_clients_get_their_own_answers(
     models: Models,
     oracle: Oracle,
     flags: tuple[str, ...],
-    seconds: float,
+    batching: bool,
 ) -> None:
+    seconds = 2.5
     server = start_server(models.int8, *flags)
     rows = batch(64, seed=3)
     expected = oracle(models.int8, rows)
@@ -84,6 +105,12 @@ def test_concurrent_clients_get_their_own_answers(
     assert not failures, failures[:3]
     assert len(counts) == CLIENTS and min(counts) > 0
     metrics = httpx.get(f"{server.url}/metrics").text
+    calls, requests = calls_and_requests(metrics)
+    assert requests >= sum(counts)
+    if batching:  # concurrent requests shared interpreter calls
+        assert calls < requests
+    else:
+        assert calls == requests
     assert "optimodel_request_errors_total" not in metrics.replace(
         "# HELP optimodel_request_errors_total", ""
     ).replace("# TYPE optimodel_request_errors_total", "")

@@ -81,6 +81,8 @@ def test_exhaustive_search_picks_the_smallest_passing_and_plots_it(
                              "--output", "json"], capture_output=True, text=True, timeout=300)
 
     assert result.returncode == 0, result.stderr
+    for chatter in ("absl::InitializeLog", "cuInit", "cuda drivers", "XNNPACK delegate", "fully_quantize"):
+        assert chatter not in result.stderr  # TensorFlow's and LiteRT's C++ start-up lines are filtered
     report = Report.model_validate_json(result.stdout)
     assert [c.name for c in report.candidates] == ["int8", "dynamic", "float16"]
     smallest = min(report.candidates, key=lambda c: c.artifact.size_bytes if c.artifact else 0)

@@ -14,6 +14,7 @@ import numpy as np
 
 from optimodel.errors import InputError
 from optimodel.optimize.data import Dataset
+from optimodel.optimize.native_logs import filtered_stderr
 from optimodel.optimize.tf import tf
 from optimodel.spec import QuantizationType
 
@@ -50,7 +51,7 @@ def convert(
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), filtered_stderr():
             warnings.simplefilter("ignore")
             return bytes(converter.convert())
     except Exception as error:  # noqa: BLE001 - the converter raises many unrelated types

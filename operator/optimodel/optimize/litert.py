@@ -13,6 +13,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from optimodel.errors import InputError
+from optimodel.optimize.native_logs import filtered_stderr
 
 
 def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -49,7 +50,8 @@ class LiteRTModel:
             shape = list(self._input["shape"])
             shape[0] = batch
             self._interpreter.resize_tensor_input(self._input["index"], shape)
-            self._interpreter.allocate_tensors()
+            with filtered_stderr():  # the first allocation in a process announces XNNPACK
+                self._interpreter.allocate_tensors()
             self._input = self._interpreter.get_input_details()[0]
             self._output = self._interpreter.get_output_details()[0]
             self._batch = batch

@@ -12,8 +12,13 @@ from types import ModuleType
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow  # noqa: E402
-import tf_keras  # noqa: E402
+from optimodel.optimize.native_logs import filtered_stderr  # noqa: E402
+
+with filtered_stderr():  # the import and the first device query print CUDA chatter on CPU machines
+    import tensorflow
+    import tf_keras
+
+    tensorflow.config.list_physical_devices()
 
 tensorflow.get_logger().setLevel("ERROR")  # "Assets written to ..." on every conversion
 

@@ -220,6 +220,16 @@ def predict(cluster: DevCluster, namespace: str, x: np.ndarray) -> list[int]:
     return np.asarray(output["data"]).reshape(output["shape"]).argmax(axis=1).tolist()
 
 
+def scrape_as_prometheus_would(cluster: DevCluster, namespace: str) -> str:
+    """The serving pod's metrics, found the way annotation-based discovery finds them."""
+    pods = get(cluster, namespace, "pods", "-l", "app.kubernetes.io/component=serving")["items"]
+    pod = next(p for p in pods if p["status"].get("podIP") and p["status"]["phase"] == "Running")
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    url = f"http://{pod['status']['podIP']}:{annotations['prometheus.io/port']}{annotations['prometheus.io/path']}"
+    return urllib.request.urlopen(url, timeout=10).read().decode()
+
+
 def served_sha(cluster: DevCluster, namespace: str) -> str:
     deployment = get(cluster, namespace, "deployment", "digits-serving")
     return str(deployment["spec"]["template"]["metadata"]["annotations"]["optimodel.io/artifact-sha256"])
@@ -256,6 +266,9 @@ def test_digits_story(dev_cluster: DevCluster, namespace: str, s3: str, operator
     x = (digits.images[1400:1420] / 16.0).astype("float32")[..., None]
     predicted = predict(dev_cluster, namespace, x)
     assert sum(p == t for p, t in zip(predicted, digits.target[1400:1420], strict=True)) >= 17
+    assert 'optimodel_requests_total{code="200",protocol="v2",route="/v2/models/{name}/infer"}' in (
+        scrape_as_prometheus_would(dev_cluster, namespace)
+    )
     first_sha = served_sha(dev_cluster, namespace)
 
     # Tighten a gate: no new Job, the old model keeps serving, status names the gate and the numbers.

@@ -92,6 +92,11 @@ def serve_args(spec: OptimizedModelSpec, name: str, artifact: ServedArtifact) ->
     return args
 
 
+def scrape_annotations(port: int) -> dict[str, str]:
+    """The annotations Prometheus' annotation-based pod discovery reads (each pod answers `/metrics`)."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+
+
 def _probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:
     return {"httpGet": {"path": path, "port": port}, "periodSeconds": period, "failureThreshold": failures}
 
@@ -127,7 +132,10 @@ def build_deployment(
             "selector": {"matchLabels": labels(owner, "serving")},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": dict(meta["labels"]), "annotations": artifact.annotations()},
+                "metadata": {
+                    "labels": dict(meta["labels"]),
+                    "annotations": {**artifact.annotations(), **scrape_annotations(port)},
+                },
                 "spec": {
                     "automountServiceAccountToken": False,
                     "securityContext": pod_security(defaults),

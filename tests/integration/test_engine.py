@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from optimodel.optimize.pipeline import optimize
 from optimodel.report import Report
+from optimodel.spec import load_manifest
 from tests.integration.conftest import DigitsFiles
 from tests.integration.specs import digits_spec
 
@@ -65,6 +69,23 @@ def test_the_same_spec_reuses_the_stored_result_and_regates_it(digits: DigitsFil
     (failed,) = tightened.failed_gates()
     assert failed.name == "maxSizeRatio" and failed.threshold == 0.01
     assert failed.actual == pytest.approx(first.metrics.size_ratio if first.metrics else 0)
+
+
+def test_reusing_a_stored_result_imports_no_tensorflow(
+        digits: DigitsFiles, tmp_path: Path, write_manifest: Callable[..., Path]) -> None:
+    manifest = write_manifest(tmp_path, optimization={"quantization": {"type": "dynamic"}})
+    first = optimize(load_manifest(manifest).spec, quiet)
+
+    again = subprocess.run([sys.executable, "-X", "importtime", "-m", "optimodel", "run", str(manifest),
+                            "--output", "json"], capture_output=True, text=True, timeout=120)
+
+    assert again.returncode == 0, again.stderr[-2000:]
+    report = Report.model_validate_json(again.stdout)
+    assert report.cache_hit and report.key == first.key
+    lines = again.stderr.splitlines()
+    imported = {line.rsplit("|", 1)[-1].strip() for line in lines if line.startswith("import time:")}
+    assert "optimodel.optimize.pipeline" in imported  # -X importtime lists what the run imported
+    assert "tensorflow" not in imported and "optimodel.optimize.compute" not in imported
 
 
 def test_pruning_reaches_the_target_sparsity(digits: DigitsFiles, tmp_path: Path) -> None:

@@ -79,10 +79,10 @@ def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 class Operator:
-    """`optimodel operator` as a subprocess, restartable."""
+    """`optimodel operator` as a subprocess, restartable; `env` overrides its settings."""
 
-    def __init__(self, cluster: DevCluster, log: Path) -> None:
-        self.cluster, self.log = cluster, log
+    def __init__(self, cluster: DevCluster, log: Path, env: dict[str, str] | None = None) -> None:
+        self.cluster, self.log, self.env = cluster, log, env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -92,6 +92,7 @@ class Operator:
             "OPTIMODEL_RETRY_SECONDS": "5",
             "OPTIMODEL_JOB_IMAGE": "optimodel:test",
             "OPTIMODEL_SERVE_IMAGE": "optimodel:test",
+            **self.env,
         }
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(

@@ -34,9 +34,9 @@ NAMESPACED_RULES: set[Rule] = {
     *{("optimodel.io", "optimizedmodels", verb) for verb in ("get", "list", "watch", "patch")},
     ("optimodel.io", "optimizedmodels/status", "patch"),  # kube.write_status
     ("optimodel.io", "optimizedmodels/finalizers", "update"),  # blockOwnerDeletion on children
-    # kube.get_job / create_job; handlers watch Jobs to re-reconcile their owner.
+    # kube.list_jobs / create_job; handlers watch Jobs to re-reconcile their owner.
     *{("batch", "jobs", verb) for verb in ("get", "list", "watch", "create")},
-    ("", "pods", "list"),  # kube._job_termination lists a Job's pods
+    ("", "pods", "list"),  # kube.job_termination lists a Job's pods
     # kube.get_deployment / apply_deployment (server-side apply creates or patches); handlers watch them.
     *{("apps", "deployments", verb) for verb in ("get", "list", "watch", "create", "patch")},
     *{("", "services", verb) for verb in ("create", "patch")},  # kube.apply_service (server-side apply)

@@ -3,8 +3,9 @@
 Registered into a registry passed in (no import-time registration), so `optimodel operator` and the
 tests build exactly the operator they run. One function answers resume, create, update and the
 resync timer; Job and Deployment events re-reconcile their owner at once, so a finished Job or a
-completed rollout shows in status within a second rather than at the next resync. Progress lives in
-annotations and status is written by the reconciler, never from handler return values.
+completed rollout shows in status within a second rather than at the next resync, and so does a
+retry request (an annotation kopf's update diff does not see). Progress lives in annotations and
+status is written by the reconciler, never from handler return values.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from optimodel.controller.metrics import Metrics
 from optimodel.controller.reconciler import Reconciler
 from optimodel.controller.settings import Settings
 from optimodel.errors import OptimodelError
-from optimodel.reconcile import Event
+from optimodel.reconcile import Event, retry_pending
+from optimodel.resources import RETRY_ANNOTATION
 from optimodel.resources.common import MANAGED_BY
 from optimodel.spec import API_GROUP, API_VERSION, KIND, PLURAL
 
@@ -57,6 +59,11 @@ class Operator:
         if outcome.retry_after:
             # The pure layer says whether to look again; how soon is OPTIMODEL_RETRY_SECONDS.
             raise kopf.TemporaryError(outcome.status.message, delay=self.settings.retry_seconds)
+
+
+def _retry_pending(body: kopf.Body, **_: Any) -> bool:
+    status = body.get("status") or {}
+    return retry_pending(body.metadata.annotations.get(RETRY_ANNOTATION), status.get("lastHandledRetryAt"))
 
 
 def _owner_name(body: kopf.Body) -> str | None:
@@ -101,6 +108,14 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
     )
     def reconcile(name: str, namespace: str | None, **_: Any) -> None:
         operator.reconcile(namespace or "", name)
+
+    # kopf leaves every `optimodel.io/` annotation out of the diff its update handlers see (the prefix
+    # of its own progress storage), so a retry request is caught as an event: any event of a resource
+    # whose request is not yet in status.lastHandledRetryAt. Once handled, events no longer match.
+    @kopf.on.event(*resource, annotations={RETRY_ANNOTATION: kopf.PRESENT}, when=_retry_pending, registry=registry)
+    def retry_requested(name: str, namespace: str | None, **_: Any) -> None:
+        assert operator.reconciler is not None
+        operator.reconciler.reconcile(namespace or "", name)
 
     @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)

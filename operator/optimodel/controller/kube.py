@@ -18,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from optimodel.errors import OptimodelError
 from optimodel.reconcile import DeploymentObservation, JobObservation
 from optimodel.resources import ServedArtifact
+from optimodel.resources.common import ATTEMPT_ANNOTATION, RECIPE_KEY_ANNOTATION, RETRY_ANNOTATION
 from optimodel.resources.job import CONTAINER as JOB_CONTAINER
 from optimodel.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -94,30 +95,18 @@ class Kube:
         key_id, secret_key = (base64.b64decode(data[key]).decode() for key in CREDENTIAL_KEYS)
         return key_id, secret_key
 
-    def get_job(self, namespace: str, name: str, with_pods: bool = True) -> JobObservation | None:
-        try:
-            job = self.batch.read_namespaced_job(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        status = job.status
-        finished = next((t for t in ("Complete", "Failed") if _condition(job, t)), None)
-        failed_condition = _condition(job, "Failed")
-        termination = self._job_termination(namespace, name) if finished and with_pods else None
-        return JobObservation(
-            name=name,
-            active=status.active or 0,
-            succeeded=status.succeeded or 0,
-            failed=status.failed or 0,
-            finished=finished,
-            condition_reason=failed_condition.reason or "" if failed_condition else "",
-            condition_message=failed_condition.message or "" if failed_condition else "",
-            termination=termination,
-            duration_seconds=_seconds(status.start_time, status.completion_time),
-        )
+    def list_jobs(self, namespace: str, owner: str, owner_uid: str) -> list[JobObservation]:
+        """The optimization Jobs of one OptimizedModel (every recipe and attempt), without their pods."""
+        selector = f"app.kubernetes.io/instance={owner},app.kubernetes.io/component=optimizer"
+        found = self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        return [
+            observe_job(job)
+            for job in found
+            if any(ref.uid == owner_uid for ref in job.metadata.owner_references or [])
+        ]
 
-    def _job_termination(self, namespace: str, job: str) -> dict[str, Any] | None:
+    def job_termination(self, namespace: str, job: str) -> dict[str, Any] | None:
+        """The termination message of the Job's latest pod (its JSON summary, or the tail of its log)."""
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
         pods.sort(key=lambda pod: pod.metadata.creation_timestamp, reverse=True)
         for pod in pods:
@@ -171,6 +160,32 @@ class Kube:
             force=True,
             _content_type=APPLY,
         )
+
+
+def _attempt(value: str | None) -> int:
+    try:
+        return max(1, int(value or 1))
+    except ValueError:
+        return 1
+
+
+def observe_job(job: Any) -> JobObservation:
+    status, annotations = job.status, job.metadata.annotations or {}
+    finished = next((t for t in ("Complete", "Failed") if _condition(job, t)), None)
+    failed_condition = _condition(job, "Failed")
+    return JobObservation(
+        name=job.metadata.name,
+        recipe_key=annotations.get(RECIPE_KEY_ANNOTATION),
+        attempt=_attempt(annotations.get(ATTEMPT_ANNOTATION)),
+        retry_token=annotations.get(RETRY_ANNOTATION),
+        active=status.active or 0,
+        succeeded=status.succeeded or 0,
+        failed=status.failed or 0,
+        finished=finished,
+        condition_reason=failed_condition.reason or "" if failed_condition else "",
+        condition_message=failed_condition.message or "" if failed_condition else "",
+        duration_seconds=_seconds(status.start_time, status.completion_time),
+    )
 
 
 def observe_deployment(deployment: Any) -> DeploymentObservation:

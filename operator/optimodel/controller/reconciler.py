@@ -32,10 +32,11 @@ from optimodel.reconcile import (
     Outcome,
     Problem,
     compute_outcome,
+    current_job,
     desired_children,
 )
 from optimodel.reconcile import reasons as r
-from optimodel.resources import Owner, PodDefaults, job_image, job_name, serving_name
+from optimodel.resources import RETRY_ANNOTATION, Owner, PodDefaults, job_image, serving_name
 from optimodel.spec import OptimizedModelSpec, parse_spec
 from optimodel.storage import ArtifactStore, join_uri
 
@@ -126,6 +127,7 @@ class Reconciler:
             generation=meta.get("generation", 0),
             spec=None,
             previous=_previous(body),
+            retry_requested=(meta.get("annotations") or {}).get(RETRY_ANNOTATION),
             deployment=self.kube.get_deployment(owner.namespace, serving_name(owner)),
         )
         try:
@@ -151,9 +153,12 @@ class Reconciler:
             )
             return replace(base, problem=problem), None
         # The Job is read even when the result is stored: status names it, and a result this resource's
-        # own Job produced is `ResultStored`, not a `CacheHit`.
-        # Its pods are read only while no result is stored: their termination message is the fallback.
-        job = self.kube.get_job(owner.namespace, job_name(owner, key), with_pods=stored is None)
+        # own Job produced is `ResultStored`, not a `CacheHit`. The current Job is the latest attempt of
+        # the recipe (a retry adds one). Its pods are read only while no result is stored: their
+        # termination message is the fallback.
+        job = current_job(self.kube.list_jobs(owner.namespace, owner.name, owner.uid), key)
+        if job is not None and job.finished and stored is None:
+            job = replace(job, termination=self.kube.job_termination(owner.namespace, job.name))
         base = replace(base, job=job)
         if stored is not None:
             return replace(base, result=stored[0], report_uri=stored[1]), store
@@ -176,13 +181,16 @@ class Reconciler:
             return observed
 
     def _apply(self, body: dict[str, Any], observed: Observed, desired: Desired) -> Observed:
+        new_job = None
         if desired.job is not None:
+            new_job = desired.job["metadata"]["name"]
             if self.kube.create_job(desired.job):
                 self.metrics.jobs_created.inc()
-                self.events(
-                    body, Event("Normal", r.JOB_CREATED, f"created Job {desired.job['metadata']['name']}")
-                )
-            observed = replace(observed, job=JobObservation(name=desired.job["metadata"]["name"]))
+                self.events(body, Event("Normal", r.JOB_CREATED, f"created Job {new_job}"))
+            observed = replace(observed, job=JobObservation(name=new_job))
+        retried = desired.retry.event(new_job) if desired.retry is not None else None
+        if retried is not None:
+            self.events(body, retried)
         if desired.service is not None:
             self.kube.apply_service(desired.service)
         if desired.deployment is not None:

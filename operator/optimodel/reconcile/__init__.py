@@ -5,8 +5,10 @@ what they return. May import spec, gates, report, quantity and resources.
 """
 
 from optimodel.reconcile.desired import Desired, candidate_passed, desired_children, gate_results
+from optimodel.reconcile.event import Event
 from optimodel.reconcile.observed import DeploymentObservation, JobObservation, Observed, Problem
-from optimodel.reconcile.outcome import Event, Outcome, compute_outcome
+from optimodel.reconcile.outcome import Outcome, compute_outcome
+from optimodel.reconcile.retry import Retry, current_job, decide_retry, retry_command, retry_pending
 from optimodel.reconcile.status import OptimizedModelStatus
 
 __all__ = [
@@ -18,8 +20,13 @@ __all__ = [
     "OptimizedModelStatus",
     "Outcome",
     "Problem",
+    "Retry",
     "candidate_passed",
     "compute_outcome",
+    "current_job",
+    "decide_retry",
     "desired_children",
     "gate_results",
+    "retry_command",
+    "retry_pending",
 ]

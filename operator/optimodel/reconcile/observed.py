@@ -27,6 +27,9 @@ class Problem:
 @dataclass(frozen=True)
 class JobObservation:
     name: str
+    recipe_key: str | None = None  # from the Job's annotation: the recipe it runs
+    attempt: int = 1  # 1 for the first Job of a recipe, then one more per retry
+    retry_token: str | None = None  # the retry request (annotation value) this attempt answers
     active: int = 0
     succeeded: int = 0
     failed: int = 0
@@ -72,3 +75,4 @@ class Observed:
     job: JobObservation | None = None
     deployment: DeploymentObservation | None = None
     previous: OptimizedModelStatus | None = None
+    retry_requested: str | None = None  # the resource's optimodel.io/retry-requested-at annotation

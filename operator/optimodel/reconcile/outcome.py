@@ -15,10 +15,12 @@ from optimodel.quantity import format_bytes
 from optimodel.reconcile import reasons as r
 from optimodel.reconcile.conditions import Condition, condition, merge_conditions
 from optimodel.reconcile.desired import candidate_passed, gate_results
+from optimodel.reconcile.event import Event
 from optimodel.reconcile.observed import DeploymentObservation, JobObservation, Observed
+from optimodel.reconcile.retry import handled_retry, retry_command
 from optimodel.reconcile.status import CandidateStatus, GateRow, OptimizedModelStatus, ServingStatus
 from optimodel.report import Report
-from optimodel.resources import job_name, serving_name
+from optimodel.resources import Owner, job_name, serving_name
 
 WARNING_REASONS = frozenset(
     {
@@ -37,13 +39,6 @@ WARNING_REASONS = frozenset(
 )
 EVENT_CONDITIONS = (r.OPTIMIZED, r.GATES_PASSED, r.READY)
 RETRY_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -111,13 +106,18 @@ def _serving(observed: Observed, deployment: DeploymentObservation | None) -> Se
     )
 
 
-def _job_failure(job: JobObservation) -> tuple[str, str]:
+def _job_failure(job: JobObservation, owner: Owner) -> tuple[str, str]:
+    """Why the Job failed, and how to run it again once fixed: the retry annotation, not a new spec."""
     term = job.termination or {}
     why = term.get("error") or job.condition_message or "the Job failed without a message"
+    command = retry_command(owner)
     if job.condition_reason == "DeadlineExceeded":
-        return r.JOB_DEADLINE_EXCEEDED, f"Job {job.name} ran past spec.job.activeDeadlineSeconds: {why}"
+        return r.JOB_DEADLINE_EXCEEDED, (
+            f"Job {job.name} ran past spec.job.activeDeadlineSeconds: {why}; "
+            f"raise it if the run needs longer, then retry: {command}"
+        )
     detail = f" ({term['reason']})" if term.get("reason") else ""
-    return r.JOB_FAILED, f"Job {job.name} failed{detail}: {why}; fix the input, then delete the Job to retry"
+    return r.JOB_FAILED, f"Job {job.name} failed{detail}: {why}; fix the input, then retry: {command}"
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _progress(observed: Observed) -> _Progress:
             True, reason, f"result {result.key[:12]} stored at {observed.report_uri}", r.ROLLING_OUT
         )
     if job is not None and job.finished == "Failed":
-        reason, message = _job_failure(job)
+        reason, message = _job_failure(job, observed.owner)
         return _Progress(False, reason, message, r.FAILED, stalled=True)
     if job is not None and job.finished == "Complete":
         return _Progress(
@@ -273,6 +273,7 @@ def compute_outcome(observed: Observed, now: str) -> Outcome:
         gates=[GateRow.of(g) for g in results],
         gates_summary=f"{sum(g.passed for g in results)}/{len(results)}" if report else None,
         serving=_serving(observed, observed.deployment),
+        last_handled_retry_at=handled_retry(observed),
         conditions=conditions,
     )
     permanent = progress.message if progress.reason == r.INVALID_SPEC else None

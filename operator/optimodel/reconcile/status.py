@@ -68,6 +68,11 @@ class OptimizedModelStatus(Wire):
     gates: list[GateRow] = Field(default_factory=list, description="Every gate of the spec with its verdict.")
     gates_summary: str | None = Field(None, description="Passed gates / gates, e.g. 3/3.")
     serving: ServingStatus | None = Field(None, description="What the serving Deployment serves.")
+    last_handled_retry_at: str | None = Field(
+        None,
+        description="The last value of the annotation optimodel.io/retry-requested-at the operator handled: "
+        "it retried the failed Job, or recorded the request and ignored it because nothing had failed.",
+    )
     conditions: list[Condition] = Field(
         default_factory=list, description="Optimized, GatesPassed, Ready, Reconciling, Stalled."
     )

@@ -4,11 +4,12 @@ Pure layer: spec in, dicts out, deterministic (no clock, no randomness), so they
 golden objects and re-applied idempotently. May import `optimodel.spec` and the stdlib only.
 """
 
-from optimodel.resources.common import Owner, PodDefaults, job_name, serving_name
+from optimodel.resources.common import RETRY_ANNOTATION, Owner, PodDefaults, job_name, serving_name
 from optimodel.resources.job import build_job, job_image
 from optimodel.resources.serving import ServedArtifact, build_deployment, build_service, serve_args
 
 __all__ = [
+    "RETRY_ANNOTATION",
     "Owner",
     "PodDefaults",
     "ServedArtifact",

@@ -14,6 +14,9 @@ from optimodel.spec import API_GROUP, API_VERSION, KIND, OptimizedModelSpec
 MANAGED_BY = "optimodel"
 ANNOTATION_PREFIX = "optimodel.io/"
 RECIPE_KEY_ANNOTATION = ANNOTATION_PREFIX + "recipe-key"
+# Set by the user on an OptimizedModel to retry a failed Job; copied onto the Job that answers it.
+RETRY_ANNOTATION = ANNOTATION_PREFIX + "retry-requested-at"
+ATTEMPT_ANNOTATION = ANNOTATION_PREFIX + "attempt"
 CONTENT_KEY_ANNOTATION = ANNOTATION_PREFIX + "content-key"
 ARTIFACT_URI_ANNOTATION = ANNOTATION_PREFIX + "artifact-uri"
 ARTIFACT_SHA256_ANNOTATION = ANNOTATION_PREFIX + "artifact-sha256"
@@ -49,9 +52,14 @@ def labels(owner: Owner, component: str) -> dict[str, str]:
     }
 
 
-def job_name(owner: Owner, recipe_key: str) -> str:
-    """`<name>-<first hex of the recipe key>`: a new recipe gets a new Job, the same recipe the same one."""
-    return f"{owner.name}-{recipe_key[:SHORT_HASH]}"
+def job_name(owner: Owner, recipe_key: str, attempt: int = 1) -> str:
+    """`<name>-<first hex of the recipe key>`: a new recipe gets a new Job, the same recipe the same one.
+
+    A retry of a failed Job is the next attempt of the same recipe, `<name>-<hex>-<attempt>`, so
+    `kubectl get jobs` shows it beside the Job it replaces (at most 63 characters up to attempt 999999).
+    """
+    base = f"{owner.name}-{recipe_key[:SHORT_HASH]}"
+    return base if attempt <= 1 else f"{base}-{attempt}"
 
 
 def serving_name(owner: Owner) -> str:

@@ -13,7 +13,9 @@ import json
 from typing import Any
 
 from optimodel.resources.common import (
+    ATTEMPT_ANNOTATION,
     RECIPE_KEY_ANNOTATION,
+    RETRY_ANNOTATION,
     SCRATCH,
     Owner,
     PodDefaults,
@@ -38,10 +40,21 @@ def job_image(spec: OptimizedModelSpec, defaults: PodDefaults) -> str:
 
 
 def build_job(
-    spec: OptimizedModelSpec, owner: Owner, recipe_key: str, defaults: PodDefaults
+    spec: OptimizedModelSpec,
+    owner: Owner,
+    recipe_key: str,
+    defaults: PodDefaults,
+    attempt: int = 1,
+    retry_token: str | None = None,
 ) -> dict[str, Any]:
-    name = job_name(owner, recipe_key)
-    meta = metadata(owner, name, "optimizer", {RECIPE_KEY_ANNOTATION: recipe_key})
+    """The Job of one recipe; a retry (`attempt` > 1) names the attempt and the request it answers."""
+    name = job_name(owner, recipe_key, attempt)
+    annotations = {RECIPE_KEY_ANNOTATION: recipe_key}
+    if attempt > 1:
+        annotations[ATTEMPT_ANNOTATION] = str(attempt)
+        if retry_token is not None:
+            annotations[RETRY_ANNOTATION] = retry_token
+    meta = metadata(owner, name, "optimizer", annotations)
     wire = json.dumps(spec.to_wire(), sort_keys=True, separators=(",", ":"))
     env = [
         {"name": "OPTIMODEL_SPEC", "value": wire},

@@ -1,0 +1,121 @@
+"""Retrying a failed Job on request, without changing the spec. Pure layer.
+
+The user asks by setting the annotation `optimodel.io/retry-requested-at` to a new value (any
+string, typically a timestamp; Flux's `reconcile.fluxcd.io/requestedAt` works the same way).
+The operator handles each value once and records it in `status.lastHandledRetryAt`:
+
+- when the current Job of the recipe failed, the next attempt of the same recipe starts in a new
+  Job (`<name>-<hex>-<attempt>`, see `resources.job_name`); the failed Job stays for its logs until
+  its TTL or its owner removes it;
+- otherwise (a Job running, a result stored, nothing run yet, a spec that cannot run) the value is
+  recorded and ignored: a good run is never restarted and a stored result never recomputed.
+
+A request is left pending while the operator cannot see what happened (storage unreachable,
+credentials missing): it is handled on the reconcile that can. One value starts at most one Job:
+the Job carries the value it answers, so even a status write lost in a crash starts nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from optimodel.reconcile import reasons as r
+from optimodel.reconcile.event import Event
+from optimodel.reconcile.observed import JobObservation, Observed
+from optimodel.resources import RETRY_ANNOTATION, Owner
+
+TOKEN_SHOWN = 64  # a token is any string: Events show its beginning
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What the operator does about one retry request (a new annotation value)."""
+
+    token: str
+    failed: str | None = None  # the failed Job that a new attempt replaces
+    attempt: int = 0  # the new attempt's number when one starts
+    ignored: str = ""  # why nothing is retried
+    answered: bool = False  # a Job already answers it: only the status write was missing
+
+    def event(self, job: str | None) -> Event | None:
+        """The Event that tells the user what became of the request; `job` is the new attempt's Job."""
+        if self.answered:
+            return None  # told when that Job was created
+        request = f"{RETRY_ANNOTATION}={self.token[:TOKEN_SHOWN]}"
+        if self.failed is not None:
+            return Event("Normal", r.RETRY_REQUESTED, f"{request}: Job {job} replaces the failed Job {self.failed}")
+        return Event("Normal", r.RETRY_IGNORED, f"{request} recorded, nothing retried: {self.ignored}")
+
+
+def retry_pending(requested: str | None, handled: str | None) -> bool:
+    """A retry request the operator has not handled yet (the annotation and the status differ)."""
+    return requested is not None and requested != handled
+
+
+def retry_command(owner: Owner) -> str:
+    """The command that asks for a retry, as status messages and docs show it."""
+    return (
+        f'kubectl -n {owner.namespace} annotate om {owner.name} {RETRY_ANNOTATION}="$(date +%s)" --overwrite'
+    )
+
+
+def current_job(jobs: Iterable[JobObservation], recipe_key: str | None) -> JobObservation | None:
+    """The latest attempt among the Jobs of the recipe: the one status reports on."""
+    mine = [job for job in jobs if recipe_key is not None and job.recipe_key == recipe_key]
+    return max(mine, key=lambda job: (job.attempt, job.name), default=None)
+
+
+def _last_handled(observed: Observed) -> str | None:
+    return observed.previous.last_handled_retry_at if observed.previous else None
+
+
+def _deferred(observed: Observed) -> bool:
+    """The operator cannot see the Job or the stored result yet (a problem that may clear by itself)."""
+    return observed.problem is not None and observed.problem.retry
+
+
+def _request(observed: Observed) -> str | None:
+    """The request to handle in this reconcile, if any."""
+    requested = observed.retry_requested
+    if not retry_pending(requested, _last_handled(observed)) or _deferred(observed):
+        return None
+    return requested
+
+
+def handled_retry(observed: Observed) -> str | None:
+    """The value `status.lastHandledRetryAt` records after this reconcile."""
+    request = _request(observed)
+    return request if request is not None else _last_handled(observed)
+
+
+def _nothing_to_retry(observed: Observed, job: JobObservation | None) -> str:
+    """Why a request finds nothing to retry; empty when the current Job failed."""
+    if observed.problem is not None:
+        return f"no Job can run ({observed.problem.reason}: {observed.problem.message})"
+    if observed.result is not None:
+        return (
+            f"result {observed.result.key[:12]} is stored for the current recipe "
+            "(stored results are reused, never recomputed)"
+        )
+    if job is None:
+        return "no Job of the current recipe has run yet; the first one starts now"
+    if job.finished is None:
+        return f"Job {job.name} is still running"
+    if job.finished != "Failed":
+        return f"Job {job.name} completed"
+    return ""
+
+
+def decide_retry(observed: Observed) -> Retry | None:
+    """The answer to a new retry request; None when there is none to handle now."""
+    token = _request(observed)
+    if token is None:
+        return None
+    job = observed.job
+    if job is not None and job.retry_token == token:
+        return Retry(token, answered=True)
+    why = _nothing_to_retry(observed, job)
+    if why or job is None:
+        return Retry(token, ignored=why)
+    return Retry(token, failed=job.name, attempt=job.attempt + 1)

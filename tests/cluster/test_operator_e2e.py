@@ -271,6 +271,9 @@ def test_digits_story(dev_cluster: DevCluster, namespace: str, s3: str, operator
         scrape_as_prometheus_would(dev_cluster, namespace)
     )
     first_sha = served_sha(dev_cluster, namespace)
+    serving = get(dev_cluster, namespace, "om", "digits")["status"]["serving"]
+    service = get(dev_cluster, namespace, "service", serving["service"])
+    assert serving["url"] == f"http://{serving['service']}.{namespace}.svc:{service['spec']['ports'][0]['port']}"
 
     # Tighten a gate: no new Job, the old model keeps serving, status names the gate and the numbers.
     apply(dev_cluster, namespace, manifest("digits", s3, maxSizeRatio=0.01))

@@ -118,6 +118,7 @@ def test_passed_result_rolls_out_then_is_ready() -> None:
     assert conditions(ready)[r.READY] == ("True", r.AVAILABLE)
     assert conditions(ready)[r.STALLED] == ("False", r.RECONCILED)
     assert ready.status.serving is not None and ready.status.serving.ready == "2/2"
+    assert ready.status.serving.url == f"http://digits-serving.{state.owner.namespace}.svc:8501"
     assert ready.status.gates_summary == "2/2"
     assert [e.reason for e in ready.events] == [r.AVAILABLE]
     gates = find(ready.status.conditions, r.GATES_PASSED)

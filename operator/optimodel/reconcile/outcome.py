@@ -20,7 +20,7 @@ from optimodel.reconcile.observed import DeploymentObservation, JobObservation, 
 from optimodel.reconcile.retry import handled_retry, retry_command
 from optimodel.reconcile.status import CandidateStatus, GateRow, OptimizedModelStatus, ServingStatus
 from optimodel.report import Report
-from optimodel.resources import Owner, job_name, serving_name
+from optimodel.resources import Owner, job_name, serving_name, serving_url
 
 WARNING_REASONS = frozenset(
     {
@@ -95,6 +95,7 @@ def _serving(observed: Observed, deployment: DeploymentObservation | None) -> Se
     return ServingStatus(
         deployment=deployment.name,
         service=serving_name(observed.owner),
+        url=serving_url(observed.owner, observed.spec.serving.port) if observed.spec else None,
         key=served.key if served else None,
         artifact_uri=served.uri if served else None,
         sha256=served.sha256 if served else None,

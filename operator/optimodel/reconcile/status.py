@@ -48,6 +48,8 @@ class CandidateStatus(Wire):
 class ServingStatus(Wire):
     deployment: str = Field(description="Name of the serving Deployment.")
     service: str = Field(description="Name of the Service in front of it.")
+    url: str | None = Field(
+        None, description="In-cluster base URL of the Service, e.g. http://digits-serving.ml.svc:8501.")
     key: str | None = Field(None, description="Content key of the served model.")
     artifact_uri: str | None = Field(None, description="The served .tflite model.")
     sha256: str | None = Field(None, description="SHA-256 of the served model.")

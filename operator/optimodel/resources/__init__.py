@@ -6,7 +6,7 @@ golden objects and re-applied idempotently. May import `optimodel.spec` and the 
 
 from optimodel.resources.common import RETRY_ANNOTATION, Owner, PodDefaults, job_name, serving_name
 from optimodel.resources.job import build_job, job_image
-from optimodel.resources.serving import ServedArtifact, build_deployment, build_service, serve_args
+from optimodel.resources.serving import ServedArtifact, build_deployment, build_service, serve_args, serving_url
 
 __all__ = [
     "RETRY_ANNOTATION",
@@ -20,4 +20,5 @@ __all__ = [
     "job_name",
     "serve_args",
     "serving_name",
+    "serving_url",
 ]

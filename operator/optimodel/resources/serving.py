@@ -147,6 +147,11 @@ def build_deployment(
     }
 
 
+def serving_url(owner: Owner, port: int) -> str:
+    """Where clients in the cluster reach the model: the Service's DNS name and port."""
+    return f"http://{serving_name(owner)}.{owner.namespace}.svc:{port}"
+
+
 def build_service(spec: OptimizedModelSpec, owner: Owner) -> dict[str, Any]:
     name = serving_name(owner)
     port = spec.serving.port

@@ -205,7 +205,8 @@ class Artifacts(Model):
     uri: Uri = Field(description="Prefix under which results are stored, keyed by content.")
     s3: S3Settings = Field(default_factory=S3Settings, description="How to reach S3.")
     deletion_policy: Literal["Retain", "Delete"] = Field(
-        "Retain", description="Retain keeps stored artifacts when the resource is deleted.")
+        "Retain", description="Retain keeps stored results when the resource is deleted. Delete removes "
+        "the results and recipe pointers it used, except those another OptimizedModel still uses.")
 
 
 class Serving(Model):

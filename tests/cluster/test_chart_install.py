@@ -147,6 +147,7 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
             ("create", "events", "-n", watched),
             ("list", "customresourcedefinitions.apiextensions.k8s.io"),
             ("watch", "namespaces"),
+            ("get", "namespaces"),  # deletionPolicy Delete with the credentials Secret gone
         ]
         denied = [
             ("create", "jobs", "-n", namespace),  # only the watched namespace

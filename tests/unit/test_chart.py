@@ -46,6 +46,8 @@ NAMESPACED_RULES: set[Rule] = {
 # kopf's cluster-scoped observation: CRDs always, namespaces when watching a list of namespaces.
 CRD_RULES: set[Rule] = {("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("list", "watch")}
 NAMESPACE_RULES: set[Rule] = {("", "namespaces", v) for v in ("list", "watch")}
+# kube.namespace_terminating (deletionPolicy Delete with the credentials Secret gone): always.
+NAMESPACE_GET: set[Rule] = {("", "namespaces", "get")}
 CLUSTER_SCOPED = {"customresourcedefinitions", "namespaces"}
 
 
@@ -173,12 +175,12 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
     docs = _render()
     assert _of_kind(docs, "Role") == [] and _of_kind(docs, "RoleBinding") == []
     rules = _rules(_one(docs, "ClusterRole"))
-    assert rules == NAMESPACED_RULES | CRD_RULES
+    assert rules == NAMESPACED_RULES | CRD_RULES | NAMESPACE_GET
     assert ("batch", "jobs", "create") in rules
     assert ("optimodel.io", "optimizedmodels/status", "patch") in rules
     assert ("", "secrets", "get") in rules
     assert not {("", "secrets", verb) for verb in ("list", "watch", "delete", "create", "update", "patch")} & rules
-    assert not {rule for rule in rules if rule[1] in ("nodes", "namespaces", "clusterroles", "leases")}
+    assert not {rule for rule in rules - NAMESPACE_GET if rule[1] in ("nodes", "namespaces", "clusterroles", "leases")}
     assert not {rule for rule in rules if rule[2] in ("delete", "deletecollection", "escalate", "bind", "impersonate")}
     binding = _one(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == _one(docs, "ClusterRole")["metadata"]["name"]
@@ -204,7 +206,7 @@ def test_watch_namespaces_gives_roles_in_those_namespaces_only() -> None:
         assert binding["subjects"][0]["namespace"] == NAMESPACE
     # What stays cluster-wide is only kopf's observation of cluster-scoped kinds.
     cluster_rules = _rules(_one(docs, "ClusterRole"))
-    assert cluster_rules == CRD_RULES | NAMESPACE_RULES
+    assert cluster_rules == CRD_RULES | NAMESPACE_RULES | NAMESPACE_GET
     assert {resource for _, resource, _ in cluster_rules} <= CLUSTER_SCOPED
 
 

@@ -97,18 +97,25 @@ handlers.py) and kopf. Used by the ClusterRole (all namespaces) or by one Role p
 {{- end }}
 
 {{/*
-Cluster-scoped reads of kopf: CRDs (list/watch, to notice the OptimizedModel CRD being added,
+Cluster-scoped reads: kopf's CRDs (list/watch, to notice the OptimizedModel CRD being added,
 changed or removed) and, when watching a list of namespaces, namespaces (list/watch, to notice one
-being created or deleted). Without them kopf falls back to its startup view and logs a warning.
+being created or deleted); without them kopf falls back to its startup view and logs a warning.
+The operator itself gets namespaces, for deletionPolicy Delete (below).
 */}}
 {{- define "optimodel.clusterRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# deletionPolicy Delete: when the credentials Secret is gone, whether its namespace is being deleted
+# (the Secret cannot come back, so the results are retained rather than blocking the namespace).
 {{- if .Values.watchNamespaces }}
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
+{{- else }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
 {{- end }}
 {{- end }}
 

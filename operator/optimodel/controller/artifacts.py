@@ -1,7 +1,9 @@
 """What the operator reads from the artifact store: the source version and stored results. Adapter.
 
 Through `optimodel.storage`, with the credentials of the resource's Secret. Stores are cached per
-(settings, credentials) so that a resync does not build a new boto3 client every time.
+(settings, credentials) so that a resync does not build a new boto3 client every time, and the last
+store of each resource is remembered: deleting a namespace deletes the Secret too, before the
+resource's finalizer has removed its results.
 """
 
 from __future__ import annotations
@@ -25,16 +27,32 @@ def pointer_uri(spec: OptimizedModelSpec, recipe_key: str) -> str:
 class Artifacts:
     def __init__(self) -> None:
         self._stores: dict[tuple[Any, ...], ArtifactStore] = {}
+        self._last: dict[str, tuple[Any, ArtifactStore]] = {}  # resource uid -> (s3 settings, store)
         self._lock = threading.Lock()
 
-    def store(self, spec: OptimizedModelSpec, credentials: tuple[str, str] | None) -> ArtifactStore:
+    def store(
+        self, spec: OptimizedModelSpec, credentials: tuple[str, str] | None, owner_uid: str | None = None
+    ) -> ArtifactStore:
+        """The store for `spec` with `credentials`, remembered as the last store of `owner_uid`."""
         key = (spec.artifacts.s3, credentials)
         with self._lock:
             if key not in self._stores:
                 if len(self._stores) >= MAX_CACHED_STORES:
                     self._stores.pop(next(iter(self._stores)))
                 self._stores[key] = open_store(spec.artifacts.uri, spec.artifacts.s3, credentials)
+            if owner_uid is not None:
+                self._last[owner_uid] = (spec.artifacts.s3, self._stores[key])
             return self._stores[key]
+
+    def last_store(self, spec: OptimizedModelSpec, owner_uid: str) -> ArtifactStore | None:
+        """The store this resource last used with the same S3 settings, if this process used one."""
+        with self._lock:
+            settings, store = self._last.get(owner_uid, (None, None))
+        return store if settings == spec.artifacts.s3 else None
+
+    def forget(self, owner_uid: str) -> None:
+        with self._lock:
+            self._last.pop(owner_uid, None)
 
     @staticmethod
     def source_version(store: ArtifactStore, spec: OptimizedModelSpec) -> str:

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import kopf
 
 from optimodel.controller.artifacts import Artifacts
+from optimodel.controller.deletion import ArtifactDeleter, RetryDeletion
 from optimodel.controller.kube import Kube, make_api_client
 from optimodel.controller.metrics import Metrics
 from optimodel.controller.reconciler import Reconciler
 from optimodel.controller.settings import Settings
-from optimodel.errors import OptimodelError
+from optimodel.errors import SpecError
 from optimodel.reconcile import Event, retry_pending
 from optimodel.resources import RETRY_ANNOTATION
 from optimodel.resources.common import MANAGED_BY
@@ -43,10 +45,13 @@ class Operator:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
     reconciler: Reconciler | None = None
+    deleter: ArtifactDeleter | None = None
+    artifacts: Artifacts = field(default_factory=Artifacts)
 
     def start(self) -> Reconciler:
         kube = Kube(make_api_client(self.settings.kubeconfig))
-        self.reconciler = Reconciler(kube, Artifacts(), self.settings.pods, self.metrics, post_event)
+        self.reconciler = Reconciler(kube, self.artifacts, self.settings.pods, self.metrics, post_event)
+        self.deleter = ArtifactDeleter(kube, self.artifacts, self.settings.namespaces, post_event)
         return self.reconciler
 
     def reconcile(self, namespace: str, name: str) -> None:
@@ -71,6 +76,12 @@ def _owner_name(body: kopf.Body) -> str | None:
         if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(f"{API_GROUP}/"):
             return str(ref["name"])
     return None
+
+
+def _deletes_results(spec: Mapping[str, Any], **_: Any) -> bool:
+    """Whether the resource, as it is now, asks for its stored results to be deleted with it."""
+    artifacts = spec.get("artifacts") or {}
+    return isinstance(artifacts, dict) and artifacts.get("deletionPolicy") == "Delete"
 
 
 def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
@@ -125,18 +136,26 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
             assert operator.reconciler is not None
             operator.reconciler.reconcile(namespace or "", owner)
 
-    @kopf.on.delete(*resource, field="spec.artifacts.deletionPolicy", value="Delete", registry=registry)
-    def delete_artifacts(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        """deletionPolicy Delete: remove the results this resource stored (before its finalizer goes)."""
-        assert operator.reconciler is not None
+    # A callback, not field=/value=: kopf matches a field filter against the last handled spec too,
+    # so switching a Terminating resource to Retain would not release it.
+    @kopf.on.delete(*resource, id="delete_artifacts", when=_deletes_results, registry=registry)
+    def delete_artifacts(body: kopf.Body, retry: int, **_: Any) -> None:
+        """deletionPolicy Delete: remove what this resource stored and no other resource uses.
+
+        kopf keeps the finalizer until this returns; a failure that may pass is retried with a
+        growing delay and a Warning Event. Switching the policy to Retain lets the resource go.
+        """
+        assert operator.deleter is not None
         try:
-            removed = operator.reconciler.delete_artifacts(dict(body))
-        except OptimodelError as error:
-            message = f"artifacts not deleted yet: {error}"
-            raise kopf.TemporaryError(message, delay=operator.settings.retry_seconds) from None
-        logger.info(f"deleted stored results {removed}")
+            operator.deleter.delete(dict(body), operator.settings.retry_seconds, attempt=retry)
+        except RetryDeletion as blocked:
+            raise kopf.TemporaryError(str(blocked), delay=blocked.delay) from None
+        except SpecError as error:  # where the results are is unknown: retrying cannot help
+            raise kopf.PermanentError(f"stored results not deleted: {error}") from None
 
     @kopf.on.delete(*resource, optional=True, registry=registry)
-    def forget(name: str, namespace: str | None, **_: Any) -> None:
+    def forget(body: kopf.Body, name: str, namespace: str | None, **_: Any) -> None:
         if operator.reconciler is not None:
             operator.reconciler.forget(namespace or "", name)
+        if not _deletes_results(body.get("spec") or {}):  # Delete: the deleter needs it until it is done
+            operator.artifacts.forget(str(body.get("metadata", {}).get("uid")))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -26,12 +27,23 @@ FIELD_MANAGER = "optimodel"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+T = TypeVar("T")
 
 
 class CredentialsError(OptimodelError):
     """The Secret named by spec.artifacts.s3.credentialsSecret is missing or lacks a key."""
 
     reason = "CredentialsMissing"
+
+
+def _or_none(call: Callable[[], T]) -> T | None:
+    """`call()`, or None when the object it reads or writes does not exist (404)."""
+    try:
+        return call()
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
 
 
 def _condition(obj: Any, type_: str) -> Any:
@@ -61,34 +73,41 @@ class Kube:
         self.custom = client.CustomObjectsApi(api)
 
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            body: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                API_GROUP, API_VERSION, namespace, PLURAL, name
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        body: dict[str, Any] | None = _or_none(
+            lambda: self.custom.get_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name)
+        )
         return body
 
+    def list_models(self, namespaces: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Every OptimizedModel in `namespaces` (all namespaces when empty)."""
+        if not namespaces:
+            found = self.custom.list_cluster_custom_object(API_GROUP, API_VERSION, PLURAL)
+            return list(found.get("items", []))
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            found = self.custom.list_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL)
+            items += found.get("items", [])
+        return items
+
+    def namespace_terminating(self, name: str) -> bool:
+        """Whether the namespace is being deleted (or already gone): nothing can be created in it."""
+        namespace = _or_none(lambda: self.core.read_namespace(name))
+        return namespace is None or (namespace.status is not None and namespace.status.phase == "Terminating")
+
     def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        try:
-            self.custom.patch_namespaced_custom_object_status(
+        _or_none(  # deleted meanwhile: nothing to report on
+            lambda: self.custom.patch_namespaced_custom_object_status(
                 API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE
             )
-        except ApiException as error:
-            if error.status != 404:  # deleted meanwhile: nothing to report on
-                raise
+        )
 
     def credentials(self, namespace: str, secret: str) -> tuple[str, str]:
-        try:
-            data = self.core.read_namespaced_secret(secret, namespace).data or {}
-        except ApiException as error:
-            if error.status == 404:
-                raise CredentialsError(
-                    f"Secret {namespace}/{secret} (spec.artifacts.s3.credentialsSecret) does not exist"
-                ) from None
-            raise
+        found = _or_none(lambda: self.core.read_namespaced_secret(secret, namespace))
+        if found is None:
+            raise CredentialsError(
+                f"Secret {namespace}/{secret} (spec.artifacts.s3.credentialsSecret) does not exist"
+            )
+        data = found.data or {}
         missing = [key for key in CREDENTIAL_KEYS if key not in data]
         if missing:
             raise CredentialsError(f"Secret {namespace}/{secret} has no key {', '.join(missing)}")
@@ -130,13 +149,8 @@ class Kube:
         return True
 
     def get_deployment(self, namespace: str, name: str) -> DeploymentObservation | None:
-        try:
-            deployment = self.apps.read_namespaced_deployment(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return observe_deployment(deployment)
+        deployment = _or_none(lambda: self.apps.read_namespaced_deployment(name, namespace))
+        return observe_deployment(deployment) if deployment is not None else None
 
     def apply_deployment(self, body: dict[str, Any]) -> DeploymentObservation:
         meta = body["metadata"]

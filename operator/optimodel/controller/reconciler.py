@@ -38,7 +38,7 @@ from optimodel.reconcile import (
 from optimodel.reconcile import reasons as r
 from optimodel.resources import RETRY_ANNOTATION, Owner, PodDefaults, job_image, serving_name
 from optimodel.spec import OptimizedModelSpec, parse_spec
-from optimodel.storage import ArtifactStore, join_uri
+from optimodel.storage import ArtifactStore
 
 EventSink = Callable[[dict[str, Any], Event], None]
 
@@ -167,7 +167,7 @@ class Reconciler:
     def _store(self, owner: Owner, spec: OptimizedModelSpec) -> ArtifactStore:
         secret = spec.artifacts.s3.credentials_secret
         credentials = self.kube.credentials(owner.namespace, secret) if secret else None
-        return self.artifacts.store(spec, credentials)
+        return self.artifacts.store(spec, credentials, owner.uid)
 
     def _read_finished_job(self, observed: Observed, store: ArtifactStore) -> Observed:
         """A Job that completed before its pointer was readable: take the report it names."""
@@ -206,23 +206,3 @@ class Reconciler:
                     ),
                 )
         return observed
-
-    def delete_artifacts(self, body: dict[str, Any]) -> list[str]:
-        """Remove the stored results this resource's status names; other resources may still use them."""
-        meta, status = body["metadata"], body.get("status") or {}
-        owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
-        spec = parse_spec(body.get("spec") or {})
-        store = self._store(owner, spec)
-        keys = sorted(
-            {
-                key
-                for key in (
-                    (status.get("candidate") or {}).get("key"),
-                    (status.get("serving") or {}).get("key"),
-                )
-                if key
-            }
-        )
-        for key in keys:
-            store.delete_prefix(join_uri(spec.artifacts.uri, key))
-        return keys

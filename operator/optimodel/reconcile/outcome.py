@@ -18,7 +18,14 @@ from optimodel.reconcile.desired import candidate_passed, gate_results
 from optimodel.reconcile.event import Event
 from optimodel.reconcile.observed import DeploymentObservation, JobObservation, Observed
 from optimodel.reconcile.retry import handled_retry, retry_command
-from optimodel.reconcile.status import CandidateStatus, GateRow, OptimizedModelStatus, ServingStatus
+from optimodel.reconcile.status import (
+    MAX_USED_RESULTS,
+    CandidateStatus,
+    GateRow,
+    OptimizedModelStatus,
+    ServingStatus,
+    UsedResult,
+)
 from optimodel.report import Report
 from optimodel.resources import Owner, job_name, serving_name, serving_url
 
@@ -105,6 +112,18 @@ def _serving(observed: Observed, deployment: DeploymentObservation | None) -> Se
         available_replicas=deployment.available_replicas,
         ready=f"{deployment.ready_replicas}/{deployment.replicas}",
     )
+
+
+def _used_results(observed: Observed) -> list[UsedResult]:
+    """The results used before, plus the current one: what deletionPolicy Delete removes later."""
+    used = list(observed.previous.results) if observed.previous else []
+    if observed.result is not None and observed.recipe_key and observed.spec is not None:
+        current = UsedResult(
+            artifacts_uri=observed.spec.artifacts.uri, recipe_key=observed.recipe_key, key=observed.result.key
+        )
+        if current not in used:
+            used.append(current)
+    return used[-MAX_USED_RESULTS:]
 
 
 def _job_failure(job: JobObservation, owner: Owner) -> tuple[str, str]:
@@ -275,6 +294,7 @@ def compute_outcome(observed: Observed, now: str) -> Outcome:
         gates_summary=f"{sum(g.passed for g in results)}/{len(results)}" if report else None,
         serving=_serving(observed, observed.deployment),
         last_handled_retry_at=handled_retry(observed),
+        results=_used_results(observed),
         conditions=conditions,
     )
     permanent = progress.message if progress.reason == r.INVALID_SPEC else None

@@ -53,6 +53,12 @@ NOTHING_SERVED: Final = "NothingServed"
 RECONCILED: Final = "Reconciled"
 PROGRESSING: Final = "Progressing"
 
+# Events of deletionPolicy Delete (the resource is going away: no condition, only Events and logs).
+ARTIFACTS_DELETED: Final = "ArtifactsDeleted"
+ARTIFACTS_SHARED: Final = "ArtifactsShared"
+ARTIFACTS_NOT_DELETED: Final = "ArtifactsNotDeleted"
+ARTIFACTS_RETAINED: Final = "ArtifactsRetained"
+
 # Reasons the Job reports in its termination message (`optimodel job`), kept as they come.
 JOB_REASONS: Final = frozenset(
     {

@@ -60,6 +60,15 @@ class ServingStatus(Wire):
     ready: str = Field("0/0", description="Ready pods / desired pods, for kubectl get.")
 
 
+class UsedResult(Wire):
+    artifacts_uri: str = Field(description="spec.artifacts.uri when it was used: the prefix it lives under.")
+    recipe_key: str = Field(description="The recipe whose pointer (<artifacts.uri>/recipes/<key>.json) names it.")
+    key: str = Field(description="Content key the result is stored under (<artifacts.uri>/<key>/).")
+
+
+MAX_USED_RESULTS = 50
+
+
 class OptimizedModelStatus(Wire):
     observed_generation: int = Field(0, description="metadata.generation this status was computed for.")
     phase: str = Field(description="Pending, Optimizing, GatesFailed, RollingOut, Ready or Failed.")
@@ -74,6 +83,11 @@ class OptimizedModelStatus(Wire):
         None,
         description="The last value of the annotation optimodel.io/retry-requested-at the operator handled: "
         "it retried the failed Job, or recorded the request and ignored it because nothing had failed.",
+    )
+    results: list[UsedResult] = Field(
+        default_factory=list,
+        description=f"Every result this resource has used, oldest first (the last {MAX_USED_RESULTS}): "
+        "what spec.artifacts.deletionPolicy Delete removes unless another resource still uses it.",
     )
     conditions: list[Condition] = Field(
         default_factory=list, description="Optimized, GatesPassed, Ready, Reconciling, Stalled."

@@ -72,5 +72,11 @@ class LocalStore:
         except OSError as error:
             raise StorageError(f"cannot write {uri}: {error.strerror}") from None
 
+    def delete(self, uri: str) -> None:
+        try:
+            _path(uri).unlink(missing_ok=True)
+        except OSError as error:
+            raise StorageError(f"cannot delete {uri}: {error.strerror}") from None
+
     def delete_prefix(self, prefix: str) -> None:
         shutil.rmtree(_path(prefix), ignore_errors=True)

@@ -144,6 +144,10 @@ class S3Store:
         _, bucket, key = split_uri(uri)
         self._call(uri, "put_object", Bucket=bucket, Key=key, Body=data)
 
+    def delete(self, uri: str) -> None:
+        _, bucket, key = split_uri(uri)
+        self._call(uri, "delete_object", Bucket=bucket, Key=key)
+
     def delete_prefix(self, prefix: str) -> None:
         _, bucket, key = split_uri(prefix)
         for item in self._list(prefix, bucket, key.rstrip("/") + "/"):

@@ -9,8 +9,6 @@ operator runs with short retry and resync intervals so recovery is bounded in se
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -24,12 +22,12 @@ import pytest
 import yaml
 
 from optimodel.devcluster.fixture import DevCluster
+from tests.cluster.operator_kit import Operator, condition, get, running_operator, secret_yaml
 from tests.support.polling import wait_for
-from tests.support.s3server import S3Server, free_port, start_s3_server
+from tests.support.s3server import S3Server, start_s3_server
 
 pytestmark = pytest.mark.cluster
 
-CRD = Path(__file__).resolve().parents[2] / "crds" / "optimodel.io_optimizedmodels.yaml"
 RETRY_SECONDS = 3
 MODEL = textwrap.dedent("""
     import os, sys
@@ -66,39 +64,11 @@ def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture
-def operator_log(dev_cluster: DevCluster, tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
-    """`optimodel operator` with retries every few seconds; its log is read by the test."""
-    dev_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    dev_cluster.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.optimodel.io", "--timeout=60s")
-    log = tmp_path / "operator.log"
-    env = {
-        **os.environ,
-        "OPTIMODEL_RETRY_SECONDS": str(RETRY_SECONDS),
-        "OPTIMODEL_JOB_IMAGE": "optimodel:test",
-        "OPTIMODEL_SERVE_IMAGE": "optimodel:test",
-    }
-    argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(dev_cluster.kubeconfig), "-A"]
-    argv += ["--metrics-port", "0", "--health-port", str(free_port())]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-    yield log, proc
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def secret_yaml(namespace: str, key_id: str, secret_key: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "s3-credentials", "namespace": namespace},
-            "stringData": {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret_key},
-        }
-    )
+def operator(dev_cluster: DevCluster, tmp_path: Path) -> Iterator[Operator]:
+    """`optimodel operator` retrying every few seconds and never resyncing within the test."""
+    env = {"OPTIMODEL_RETRY_SECONDS": str(RETRY_SECONDS), "OPTIMODEL_RESYNC_SECONDS": "3600"}
+    with running_operator(dev_cluster, tmp_path / "operator.log", env) as runner:
+        yield runner
 
 
 def model(endpoint: str) -> dict[str, Any]:
@@ -121,18 +91,15 @@ def model(endpoint: str) -> dict[str, Any]:
     }
 
 
-def get_om(cluster: DevCluster, namespace: str) -> dict[str, Any]:
-    return dict(json.loads(cluster.kubectl("get", "om", "creds", "-n", namespace, "-o", "json").stdout))
-
-
-def condition(body: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next((dict(c) for c in body.get("status", {}).get("conditions", []) if c["type"] == type_), {})
+def creds(cluster: DevCluster, namespace: str) -> dict[str, Any] | None:
+    body: dict[str, Any] | None = get(cluster, namespace, "om", "creds")
+    return body
 
 
 def test_wrong_credentials_stall_without_leaking_then_recover(
-    dev_cluster: DevCluster, namespace: str, s3: S3Server, operator_log: tuple[Path, subprocess.Popen[bytes]]
+    dev_cluster: DevCluster, namespace: str, s3: S3Server, operator: Operator
 ) -> None:
-    log, operator = operator_log
+    log = operator.log
     wrong_id, wrong_secret = f"AKIAWRONG{uuid.uuid4().hex[:11].upper()}", f"wrong-{uuid.uuid4().hex}"
     dev_cluster.kubectl("apply", "-f", "-", input=secret_yaml(namespace, wrong_id, wrong_secret))
     dev_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(model(s3.endpoint)))
@@ -140,7 +107,7 @@ def test_wrong_credentials_stall_without_leaking_then_recover(
     # Wrong keys: Stalled, reason AccessDenied, an Event; no Job, the operator keeps running.
     stalled = wait_for(
         "Stalled=True",
-        lambda: (b := get_om(dev_cluster, namespace)) and condition(b, "Stalled").get("status") == "True" and b,
+        lambda: (b := creds(dev_cluster, namespace)) and condition(b, "Stalled").get("status") == "True" and b,
         timeout=30,
     )
     assert condition(stalled, "Stalled")["reason"] == "AccessDenied", stalled["status"]
@@ -149,7 +116,7 @@ def test_wrong_credentials_stall_without_leaking_then_recover(
     events = json.loads(dev_cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
     assert any(e["reason"] == "AccessDenied" and e["type"] == "Warning" for e in events), events
     time.sleep(2 * RETRY_SECONDS)  # a few retries go by: still denied, still one operator process
-    assert operator.poll() is None, log.read_text()[-3000:]
+    assert operator.alive(), log.read_text()[-3000:]
     assert dev_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.strip() == ""
 
     # No secret value anywhere a user or a log collector can read.
@@ -172,16 +139,16 @@ def test_wrong_credentials_stall_without_leaking_then_recover(
     )
     optimized = wait_for(
         "Optimized=True (the Job ran with the fixed keys)",
-        lambda: (b := get_om(dev_cluster, namespace)) and condition(b, "Optimized").get("status") == "True" and b,
+        lambda: (b := creds(dev_cluster, namespace)) and condition(b, "Optimized").get("status") == "True" and b,
         timeout=90,
     )
     ready = wait_for(
         "Ready=True",
-        lambda: (b := get_om(dev_cluster, namespace)) and condition(b, "Ready").get("status") == "True" and b,
+        lambda: (b := creds(dev_cluster, namespace)) and condition(b, "Ready").get("status") == "True" and b,
         timeout=60,
     )
     assert ready["metadata"]["generation"] == generation == optimized["metadata"]["generation"]
     assert condition(ready, "Stalled")["status"] == "False" and ready["status"]["phase"] == "Ready"
-    assert operator.poll() is None
+    assert operator.alive()
     final = log.read_text() + dev_cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout
     assert s3.secret_key not in final and wrong_secret not in final

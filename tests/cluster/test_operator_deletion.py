@@ -26,8 +26,17 @@ from typing import Any
 import pytest
 
 from optimodel.devcluster.fixture import DevCluster
-from tests.cluster.test_operator_credentials import secret_yaml
-from tests.cluster.test_operator_e2e import CRD, MODELS, Operator, apply, condition, get, jobs, manifest
+from tests.cluster.operator_kit import (
+    TINY_MODELS,
+    Operator,
+    apply,
+    condition,
+    get,
+    jobs,
+    manifest,
+    running_operator,
+    secret_yaml,
+)
 from tests.support.polling import wait_for
 from tests.support.s3server import S3Server, start_s3_server
 from tests.support.tcpgate import TcpGate
@@ -37,7 +46,7 @@ from tests.support.tcpgate import TcpGate
 def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """moto with authentication on, on the bridge address, with the e2e story's models and data."""
     work = tmp_path_factory.mktemp("deletion")
-    trainer = subprocess.Popen([sys.executable, "-c", MODELS, str(work)])  # trains while moto starts
+    trainer = subprocess.Popen([sys.executable, "-c", TINY_MODELS, str(work)])  # trains while moto starts
     server = start_s3_server(dev_cluster.host_ip, work / "moto.log")
     try:
         assert trainer.wait(timeout=300) == 0, "training the tiny models failed"
@@ -54,13 +63,8 @@ def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture(scope="module")
 def operator(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     """`optimodel operator -A`, retrying after 5 s (doubling for a blocked deletion)."""
-    dev_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    dev_cluster.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.optimodel.io", "--timeout=60s")
-    runner = Operator(dev_cluster, tmp_path_factory.mktemp("operator") / "operator.log")
-    runner.start()
-    yield runner
-    runner.stop()
-    print(runner.log.read_text()[-5000:])
+    with running_operator(dev_cluster, tmp_path_factory.mktemp("operator") / "operator.log") as runner:
+        yield runner
 
 
 def model(

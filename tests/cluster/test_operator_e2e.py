@@ -8,195 +8,38 @@ each Job takes seconds.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import textwrap
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import boto3
 import numpy as np
 import pytest
-import yaml
 
 from optimodel.devcluster.fixture import DevCluster
+from tests.cluster.operator_kit import (
+    Operator,
+    apply,
+    condition,
+    get,
+    jobs,
+    manifest,
+    moto_with_tiny_models,
+    running_operator,
+    setup_namespace,
+)
 from tests.support.polling import wait_for
-
-CRD = Path(__file__).resolve().parents[2] / "crds" / "optimodel.io_optimizedmodels.yaml"
-MODELS = textwrap.dedent("""
-    import os, sys
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"; os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    import numpy as np, tf_keras as keras
-    from sklearn.datasets import load_digits
-    out = sys.argv[1]
-    d = load_digits(); x = (d.images / 16.0).astype("float32")[..., None]; y = d.target.astype("int64")
-    np.savez(f"{out}/test.npz", x=x[1400:], y=y[1400:]); np.savez(f"{out}/calibration.npz", x=x[:100])
-    for version in (1, 2):
-        keras.utils.set_random_seed(version)
-        m = keras.Sequential([keras.layers.Flatten(input_shape=(8, 8, 1)),
-                              keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10, activation="softmax")])
-        m.compile("adam", "sparse_categorical_crossentropy")
-        m.fit(x[:1400], y[:1400], epochs=10 + 5 * version, verbose=0)
-        m.save(f"{out}/model-v{version}.h5")
-""")
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto on the bridge address (pods reach it there), with the tiny models and data uploaded."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port(dev_cluster.host_ip)
-    server = ThreadedMotoServer(ip_address=dev_cluster.host_ip, port=port)
-    server.start()
-    endpoint = f"http://{dev_cluster.host_ip}:{port}"
-    out = tmp_path_factory.mktemp("models")
-    subprocess.run([sys.executable, "-c", MODELS, str(out)], check=True, timeout=300)
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
-    )
-    for bucket in ("models", "datasets", "artifacts"):
-        client.create_bucket(Bucket=bucket)
-    for version in (1, 2):
-        client.upload_file(str(out / f"model-v{version}.h5"), "models", f"digits/{version}/model.h5")
-    for name in ("test", "calibration"):
-        client.upload_file(str(out / f"{name}.npz"), "datasets", f"digits/{name}.npz")
-    client.put_object(Bucket="models", Key="broken/model.h5", Body=b"not a model")
-    yield endpoint
-    server.stop()
-
-
-class Operator:
-    """`optimodel operator` as a subprocess, restartable; `env` overrides its settings."""
-
-    def __init__(self, cluster: DevCluster, log: Path, env: dict[str, str] | None = None) -> None:
-        self.cluster, self.log, self.env = cluster, log, env or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "OPTIMODEL_RESYNC_SECONDS": "10",
-            "OPTIMODEL_RETRY_SECONDS": "5",
-            "OPTIMODEL_JOB_IMAGE": "optimodel:test",
-            "OPTIMODEL_SERVE_IMAGE": "optimodel:test",
-            **self.env,
-        }
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "optimodel",
-                    "operator",
-                    "--kubeconfig",
-                    str(self.cluster.kubeconfig),
-                    "-A",
-                    "--metrics-port",
-                    "0",
-                    "--health-port",
-                    str(free_port("127.0.0.1")),
-                ],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+    with moto_with_tiny_models(dev_cluster, tmp_path_factory.mktemp("models")) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")
 def operator(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    dev_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    dev_cluster.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.optimodel.io", "--timeout=60s")
-    runner = Operator(dev_cluster, tmp_path_factory.mktemp("operator") / "operator.log")
-    runner.start()
-    yield runner
-    runner.stop()
-    print(runner.log.read_text()[-5000:])
-
-
-def manifest(name: str, endpoint: str, source: str = "s3://models/digits/1/model.h5", **gates: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "optimodel.io/v1alpha1",
-        "kind": "OptimizedModel",
-        "metadata": {"name": name},
-        "spec": {
-            "source": {"uri": source},
-            "optimization": {
-                "method": "quantize",
-                "quantization": {
-                    "type": "int8",
-                    "calibrationData": "s3://datasets/digits/calibration.npz",
-                    "calibrationSamples": 50,
-                },
-            },
-            "evaluation": {"data": "s3://datasets/digits/test.npz", "latency": {"runs": 20, "warmupRuns": 2}},
-            "gates": gates or {"maxSizeRatio": 0.5, "minMetric": 0.85, "maxMetricDrop": 0.05},
-            "artifacts": {
-                "uri": "s3://artifacts/digits/",
-                "s3": {"endpoint": endpoint, "credentialsSecret": "s3-credentials"},
-            },
-            "serving": {"replicas": 1},
-            "job": {"activeDeadlineSeconds": 300, "backoffLimit": 1},
-        },
-    }
-
-
-def setup_namespace(cluster: DevCluster, namespace: str) -> None:
-    cluster.kubectl(
-        "create",
-        "secret",
-        "generic",
-        "s3-credentials",
-        "-n",
-        namespace,
-        "--from-literal=AWS_ACCESS_KEY_ID=test",
-        "--from-literal=AWS_SECRET_ACCESS_KEY=test",
-    )
-
-
-def apply(cluster: DevCluster, namespace: str, obj: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj))
-
-
-def get(cluster: DevCluster, namespace: str, *what: str) -> Any:
-    proc = cluster.kubectl("get", *what, "-n", namespace, "-o", "json", check=False)
-    return json.loads(proc.stdout) if proc.returncode == 0 else None
-
-
-def condition(body: dict[str, Any] | None, type_: str) -> dict[str, Any]:
-    for item in ((body or {}).get("status") or {}).get("conditions", []):
-        if item["type"] == type_:
-            return dict(item)
-    return {}
-
-
-def jobs(cluster: DevCluster, namespace: str) -> list[str]:
-    return [j["metadata"]["name"] for j in get(cluster, namespace, "jobs")["items"]]
+    with running_operator(dev_cluster, tmp_path_factory.mktemp("operator") / "operator.log") as runner:
+        yield runner
 
 
 def events(cluster: DevCluster, namespace: str) -> set[str]:

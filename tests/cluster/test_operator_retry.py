@@ -6,7 +6,7 @@ The operator runs with a resync interval longer than the test, so only its react
 annotation can start the new Job: kopf's update diff leaves `optimodel.io/` annotations out (its own
 prefix), and this test is what shows the retry is caught anyway.
 
-The tiny models, the moto server on the bridge and the operator runner are the e2e module's.
+The tiny models, the moto server on the bridge and the operator runner come from `operator_kit`.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ import boto3
 import pytest
 
 from optimodel.devcluster.fixture import DevCluster
-from tests.cluster.test_operator_e2e import (  # noqa: F401 (s3 is a fixture)
-    CRD,
+from tests.cluster.operator_kit import (
     Operator,
     apply,
     condition,
     get,
     jobs,
     manifest,
-    s3,
+    moto_with_tiny_models,
+    running_operator,
     setup_namespace,
 )
 from tests.support.polling import wait_for
@@ -35,16 +35,17 @@ RETRY = "optimodel.io/retry-requested-at"
 
 
 @pytest.fixture(scope="module")
+def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with moto_with_tiny_models(dev_cluster, tmp_path_factory.mktemp("models")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
 def operator(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
     """The operator with no resync within the test: only events can make it act."""
-    dev_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    dev_cluster.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.optimodel.io", "--timeout=60s")
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    runner = Operator(dev_cluster, log, env={"OPTIMODEL_RESYNC_SECONDS": "3600"})
-    runner.start()
-    yield runner
-    runner.stop()
-    print(runner.log.read_text()[-5000:])
+    with running_operator(dev_cluster, log, env={"OPTIMODEL_RESYNC_SECONDS": "3600"}) as runner:
+        yield runner
 
 
 def om(cluster: DevCluster, namespace: str) -> dict[str, Any]:

@@ -209,8 +209,53 @@ class Artifacts(Model):
         "the results and recipe pointers it used, except those another OptimizedModel still uses.")
 
 
+# Cross-field rules of `serving`: pydantic raises these messages, and `optimodel.crd` attaches the
+# same text to its CEL rules, so `kubectl apply` and `optimodel run` say the same thing.
+REPLICAS_WITH_AUTOSCALING = (
+    "serving.replicas and serving.autoscaling are mutually exclusive: with autoscaling the "
+    "HorizontalPodAutoscaler sets the number of pods between minReplicas and maxReplicas; remove serving.replicas"
+)
+AUTOSCALING_NEEDS_CPU = (
+    "serving.resources.requests.cpu (or limits.cpu, which the request defaults to) is required with "
+    "serving.autoscaling: targetCPUUtilizationPercentage is a percentage of each pod's CPU request"
+)
+MAX_BELOW_MIN_REPLICAS = "serving.autoscaling.maxReplicas must be greater than or equal to minReplicas"
+DEFAULT_REPLICAS = 1
+
+
+class Autoscaling(Model):
+    """A HorizontalPodAutoscaler (autoscaling/v2) on average CPU utilization of the serving pods."""
+
+    min_replicas: int = Field(
+        1, ge=1, le=1000, description="Fewest serving pods; the autoscaler never scales below (nor to zero).")
+    max_replicas: int = Field(
+        ge=1, le=1000, description="Most serving pods; must be at least minReplicas.")
+    target_cpu_utilization_percentage: int = Field(
+        70, ge=1, le=100, alias="targetCPUUtilizationPercentage",
+        description="Average CPU use of the serving pods the autoscaler aims at, in percent of their CPU "
+        "request (serving.resources.requests.cpu). CPU only: memory and request-rate targets are not "
+        "supported.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Autoscaling:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(MAX_BELOW_MIN_REPLICAS)
+        return self
+
+
+def has_cpu(resources: dict[str, dict[str, int | str]] | None) -> bool:
+    """A CPU request, given or defaulted by Kubernetes from the CPU limit."""
+    return any("cpu" in (resources or {}).get(kind, {}) for kind in ("requests", "limits"))
+
+
 class Serving(Model):
-    replicas: int = Field(1, ge=0, le=1000, description="Serving pods.")
+    replicas: int | None = Field(
+        None, ge=0, le=1000,
+        description=f"Serving pods (default {DEFAULT_REPLICAS}; 0 serves nothing). Mutually exclusive with "
+        "autoscaling, which sets the number of pods itself.")
+    autoscaling: Autoscaling | None = Field(
+        None, description="Scale the serving pods with a HorizontalPodAutoscaler on CPU utilization "
+        "instead of a fixed replicas count; needs resources.requests.cpu.")
     threads: int = Field(1, ge=1, le=64, description="LiteRT threads per interpreter.")
     workers: int = Field(
         1, ge=1, le=64,
@@ -227,6 +272,21 @@ class Serving(Model):
     image: str | None = Field(None, description="Serving image; default from the operator's settings.")
     resources: dict[str, dict[str, int | str]] | None = Field(
         None, description="Container resources (requests, limits) of the serving pods.")
+
+    @model_validator(mode="after")
+    def _autoscaling(self) -> Serving:
+        if self.autoscaling is not None and self.replicas is not None:
+            raise ValueError(REPLICAS_WITH_AUTOSCALING)
+        if self.autoscaling is not None and not has_cpu(self.resources):
+            raise ValueError(AUTOSCALING_NEEDS_CPU)
+        return self
+
+    @property
+    def fixed_replicas(self) -> int | None:
+        """The pods the Deployment asks for; None when the autoscaler decides."""
+        if self.autoscaling is not None:
+            return None
+        return DEFAULT_REPLICAS if self.replicas is None else self.replicas
 
 
 class JobSettings(Model):

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,8 +46,8 @@ TINY_MODELS = textwrap.dedent("""
 
 @contextmanager
 def moto_with_tiny_models(cluster: DevCluster, folder: Path) -> Iterator[str]:
-    """moto (no authentication) on the bridge address, where pods reach it, with both versions of the
-    tiny model, their data and a broken model uploaded; yields its endpoint."""
+    """moto (no authentication) on the bridge address, where pods reach it, empty but for both versions
+    of the tiny model, their data and a broken model; yields its endpoint."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -55,6 +56,9 @@ def moto_with_tiny_models(cluster: DevCluster, folder: Path) -> Iterator[str]:
     server.start()
     try:
         endpoint = f"http://{cluster.host_ip}:{port}"
+        # moto keeps its buckets in this process, shared by every server it starts: begin empty, or a
+        # module would find the results (and reuse them) that an earlier module's Jobs stored.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10)
         subprocess.run([sys.executable, "-c", TINY_MODELS, str(folder)], check=True, timeout=300)
         client = boto3.client(
             "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"

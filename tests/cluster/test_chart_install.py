@@ -145,6 +145,7 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
             ("patch", "optimizedmodels.optimodel.io", "--subresource=status", "-n", watched),
             ("get", "secrets", "-n", watched),
             ("create", "events", "-n", watched),
+            ("delete", "horizontalpodautoscalers.autoscaling", "-n", watched),
             ("list", "customresourcedefinitions.apiextensions.k8s.io"),
             ("watch", "namespaces"),
             ("get", "namespaces"),  # deletionPolicy Delete with the credentials Secret gone
@@ -155,6 +156,8 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
             ("list", "secrets", "-n", watched),
             ("delete", "secrets", "-n", watched),
             ("delete", "jobs", "-n", watched),
+            ("delete", "deployments.apps", "-n", watched),
+            ("list", "horizontalpodautoscalers.autoscaling", "-n", watched),
             ("update", "optimizedmodels.optimodel.io", "-n", watched),
             ("list", "nodes"),
             ("create", "customresourcedefinitions.apiextensions.k8s.io"),

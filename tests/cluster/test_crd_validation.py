@@ -52,6 +52,8 @@ def _set(path: str, value: Any) -> dict[str, Any]:
     return manifest
 
 
+CPU = {"requests": {"cpu": "500m"}}
+
 # (manifest, text the API server's message must contain: the field it names)
 BAD = {
     "source-missing": (_set("spec.source", None), "spec.source: Required value"),
@@ -101,6 +103,49 @@ BAD = {
     "deletion-policy": (_set("spec.artifacts.deletionPolicy", "Forever"), "spec.artifacts.deletionPolicy"),
     "evaluation-missing": (_set("spec.evaluation", None), "spec.evaluation: Required value"),
     "unknown-field": (_set("spec.gates.maxSize", 5), "spec.gates.maxSize"),
+    "replicas-with-autoscaling": (
+        _set("spec.serving", {"replicas": 2, "autoscaling": {"maxReplicas": 4}, "resources": CPU}),
+        "spec.serving: Invalid value: serving.replicas and serving.autoscaling are mutually exclusive",
+    ),
+    "autoscaling-without-cpu-request": (
+        _set("spec.serving", {"autoscaling": {"maxReplicas": 4}, "resources": {"requests": {"memory": "1Gi"}}}),
+        "spec.serving: Invalid value: serving.resources.requests.cpu (or limits.cpu, which the request",
+    ),
+    "autoscaling-without-resources": (
+        _set("spec.serving", {"autoscaling": {"maxReplicas": 4}}),
+        "serving.resources.requests.cpu (or limits.cpu, which the request defaults to) is required",
+    ),
+    "autoscaling-max-below-min": (
+        _set("spec.serving", {"autoscaling": {"minReplicas": 3, "maxReplicas": 2}, "resources": CPU}),
+        "spec.serving.autoscaling: Invalid value: serving.autoscaling.maxReplicas must be greater "
+        "than or equal to minReplicas",
+    ),
+    "autoscaling-max-zero": (
+        _set("spec.serving", {"autoscaling": {"maxReplicas": 0}, "resources": CPU}),
+        "spec.serving.autoscaling.maxReplicas",
+    ),
+    "autoscaling-min-zero": (
+        _set("spec.serving", {"autoscaling": {"minReplicas": 0, "maxReplicas": 2}, "resources": CPU}),
+        "spec.serving.autoscaling.minReplicas",
+    ),
+    "autoscaling-max-missing": (
+        _set("spec.serving", {"autoscaling": {"minReplicas": 2}, "resources": CPU}),
+        "spec.serving.autoscaling.maxReplicas: Required value",
+    ),
+    "autoscaling-target-above-100": (
+        _set(
+            "spec.serving",
+            {"autoscaling": {"maxReplicas": 2, "targetCPUUtilizationPercentage": 150}, "resources": CPU},
+        ),
+        "spec.serving.autoscaling.targetCPUUtilizationPercentage",
+    ),
+    "autoscaling-memory-target": (
+        _set(
+            "spec.serving",
+            {"autoscaling": {"maxReplicas": 2, "targetMemoryUtilizationPercentage": 80}, "resources": CPU},
+        ),
+        "spec.serving.autoscaling.targetMemoryUtilizationPercentage",
+    ),
 }
 
 
@@ -124,6 +169,24 @@ def test_good_manifest_is_accepted_and_defaulted(dev_cluster: DevCluster, namesp
     assert parse_spec(stored["spec"]) == parse_spec(GOOD["spec"])  # API server defaults == model defaults
     explain = dev_cluster.kubectl("explain", "om.spec.gates").stdout
     assert "maxMetricDrop" in explain and "How much worse than the source" in explain
+
+
+@pytest.mark.parametrize("resources", [CPU, {"limits": {"cpu": 1, "memory": "1Gi"}}])
+def test_autoscaling_is_accepted_and_defaulted(
+    dev_cluster: DevCluster, namespace: str, crd: None, resources: dict[str, Any]
+) -> None:
+    """With a CPU request (or a CPU limit, which the request defaults to) and no fixed replicas."""
+    manifest = _set("spec.serving", {"autoscaling": {"maxReplicas": 4}, "resources": resources})
+    proc = _dry_run(dev_cluster, namespace, manifest)
+    assert proc.returncode == 0, proc.stderr
+    dev_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+    stored = yaml.safe_load(dev_cluster.kubectl("get", "om", "digits", "-n", namespace, "-o", "yaml").stdout)
+    serving = stored["spec"]["serving"]
+    assert serving["autoscaling"] == {"minReplicas": 1, "maxReplicas": 4, "targetCPUUtilizationPercentage": 70}
+    assert "replicas" not in serving  # no default count beside the autoscaler
+    assert parse_spec(stored["spec"]) == parse_spec(manifest["spec"])
+    explain = dev_cluster.kubectl("explain", "om.spec.serving.autoscaling").stdout
+    assert "targetCPUUtilizationPercentage" in explain and "not supported" in explain
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

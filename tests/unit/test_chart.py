@@ -40,6 +40,8 @@ NAMESPACED_RULES: set[Rule] = {
     # kube.get_deployment / apply_deployment (server-side apply creates or patches); handlers watch them.
     *{("apps", "deployments", verb) for verb in ("get", "list", "watch", "create", "patch")},
     *{("", "services", verb) for verb in ("create", "patch")},  # kube.apply_service (server-side apply)
+    # kube.get_autoscaler / apply_autoscaler (server-side apply) / delete_autoscaler (autoscaling removed).
+    *{("autoscaling", "horizontalpodautoscalers", verb) for verb in ("get", "create", "patch", "delete")},
     ("", "secrets", "get"),  # kube.credentials
     ("", "events", "create"),  # kopf.event
 }
@@ -181,7 +183,10 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
     assert ("", "secrets", "get") in rules
     assert not {("", "secrets", verb) for verb in ("list", "watch", "delete", "create", "update", "patch")} & rules
     assert not {rule for rule in rules - NAMESPACE_GET if rule[1] in ("nodes", "namespaces", "clusterroles", "leases")}
-    assert not {rule for rule in rules if rule[2] in ("delete", "deletecollection", "escalate", "bind", "impersonate")}
+    # The only deletion: the operator's own autoscaler once the spec drops autoscaling (owner references
+    # delete every other child).
+    dangerous = ("delete", "deletecollection", "escalate", "bind", "impersonate")
+    assert {rule for rule in rules if rule[2] in dangerous} == {("autoscaling", "horizontalpodautoscalers", "delete")}
     binding = _one(docs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == _one(docs, "ClusterRole")["metadata"]["name"]
     account = _one(docs, "ServiceAccount")["metadata"]

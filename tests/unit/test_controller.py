@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from optimodel.controller.kube import _termination, observe_job
+from optimodel.controller.kube import _termination, observe_autoscaler, observe_deployment, observe_job
+from optimodel.controller.reconciler import status_patch
 from optimodel.controller.settings import Settings
+from optimodel.reconcile import AutoscalerObservation, OptimizedModelStatus
+from optimodel.reconcile.status import ServingStatus
 
 
 def test_settings_from_env() -> None:
@@ -53,3 +56,82 @@ def test_a_job_is_observed_with_its_recipe_attempt_and_request() -> None:
         status=client.V1JobStatus(active=1),
     )
     assert (observe_job(first).attempt, observe_job(first).finished, observe_job(first).retry_token) == (1, None, None)
+
+
+def _deployment(*managed: client.V1ManagedFieldsEntry) -> client.V1Deployment:
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="digits-serving", generation=2, managed_fields=list(managed)),
+        spec=client.V1DeploymentSpec(
+            replicas=3,
+            selector=client.V1LabelSelector(),
+            template=client.V1PodTemplateSpec(metadata=client.V1ObjectMeta()),
+        ),
+        status=client.V1DeploymentStatus(observed_generation=2, replicas=3),
+    )
+
+
+def _entry(manager: str, operation: str, spec: dict[str, object]) -> client.V1ManagedFieldsEntry:
+    return client.V1ManagedFieldsEntry(
+        manager=manager, operation=operation, fields_type="FieldsV1", fields_v1={"f:spec": spec}
+    )
+
+
+def test_a_deployment_says_whether_the_operator_applied_its_replicas() -> None:
+    template = {"f:template": {}}
+    applied = _deployment(_entry("optimodel", "Apply", {"f:replicas": {}, **template}))
+    assert observe_deployment(applied).owns_replicas and observe_deployment(applied).replicas == 3
+    for others in (
+        (_entry("optimodel", "Apply", template), _entry("kube-controller-manager", "Update", {"f:replicas": {}})),
+        (_entry("optimodel-handover-to-hpa", "Apply", {"f:replicas": {}}),),
+        (),
+    ):
+        assert not observe_deployment(_deployment(*others)).owns_replicas
+
+
+def test_an_autoscaler_is_observed_with_its_controller_and_bounds() -> None:
+    found = client.V2HorizontalPodAutoscaler(
+        metadata=client.V1ObjectMeta(
+            name="digits-serving",
+            uid="hpa-1",
+            owner_references=[
+                client.V1OwnerReference(api_version="v1", kind="Other", name="x", uid="not-the-controller"),
+                client.V1OwnerReference(
+                    api_version="optimodel.io/v1alpha1", kind="OptimizedModel", name="digits", uid="om-1",
+                    controller=True,
+                ),
+            ],
+        ),
+        spec=client.V2HorizontalPodAutoscalerSpec(
+            min_replicas=2,
+            max_replicas=6,
+            scale_target_ref=client.V2CrossVersionObjectReference(kind="Deployment", name="digits-serving"),
+            metrics=[
+                client.V2MetricSpec(
+                    type="Resource",
+                    resource=client.V2ResourceMetricSource(
+                        name="cpu", target=client.V2MetricTarget(type="Utilization", average_utilization=65)
+                    ),
+                )
+            ],
+        ),
+    )
+    assert observe_autoscaler(found) == AutoscalerObservation(
+        name="digits-serving", uid="hpa-1", controller_uid="om-1", min_replicas=2, max_replicas=6,
+        target_cpu_utilization=65,
+    )
+    bare = client.V2HorizontalPodAutoscaler(
+        metadata=client.V1ObjectMeta(name="other", uid="hpa-2"),
+        spec=client.V2HorizontalPodAutoscalerSpec(
+            max_replicas=3, scale_target_ref=client.V2CrossVersionObjectReference(kind="Deployment", name="x")
+        ),
+    )
+    assert observe_autoscaler(bare) == AutoscalerObservation(name="other", uid="hpa-2", max_replicas=3)
+
+
+def test_status_is_written_so_that_fields_gone_are_deleted() -> None:
+    """A merge patch keeps what it does not name: what went away is sent as null, at every depth."""
+    serving = ServingStatus(deployment="digits-serving", service="digits-serving", replicas=2)
+    patch = status_patch(OptimizedModelStatus(phase="Ready", serving=serving))
+    assert patch["candidate"] is None and patch["lastHandledRetryAt"] is None
+    assert patch["serving"]["autoscaler"] is None and patch["serving"]["replicas"] == 2
+    assert OptimizedModelStatus.model_validate(patch) == OptimizedModelStatus(phase="Ready", serving=serving)

@@ -6,7 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from optimodel.crd import build_crd, render_crd
-from optimodel.spec import OptimizedModelSpec
+from optimodel.spec import (
+    AUTOSCALING_NEEDS_CPU,
+    MAX_BELOW_MIN_REPLICAS,
+    REPLICAS_WITH_AUTOSCALING,
+    OptimizedModelSpec,
+)
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "optimodel.io_optimizedmodels.yaml"
 
@@ -79,6 +84,19 @@ def test_cel_rules_carry_the_messages_of_the_spec_validators() -> None:
         "gates.minMetric is for accuracy and top5",
     ):
         assert message in texts
+
+
+def test_serving_rules_carry_the_spec_messages() -> None:
+    serving = _root()["properties"]["spec"]["properties"]["serving"]
+    autoscaling = serving["properties"]["autoscaling"]
+    messages = [rule["message"] for rule in serving["x-kubernetes-validations"]]
+    assert messages == [REPLICAS_WITH_AUTOSCALING, AUTOSCALING_NEEDS_CPU]
+    assert [rule["message"] for rule in autoscaling["x-kubernetes-validations"]] == [MAX_BELOW_MIN_REPLICAS]
+    # No default count: a default would be stored on every resource and refused beside autoscaling.
+    assert "default" not in serving["properties"]["replicas"] and "replicas" not in serving["default"]
+    assert autoscaling["required"] == ["maxReplicas"]
+    target = autoscaling["properties"]["targetCPUUtilizationPercentage"]
+    assert (target["minimum"], target["maximum"], target["default"]) == (1, 100, 70)
 
 
 def test_names_columns_and_subresources() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from optimodel.reconcile import (
+    AutoscalerObservation,
     DeploymentObservation,
     JobObservation,
     Observed,
@@ -223,3 +226,81 @@ def test_observed_generation_on_status_and_conditions() -> None:
     outcome = compute_outcome(observed(generation=7, result=report("aa"), report_uri="s3://r"), T0)
     assert outcome.status.observed_generation == 7
     assert {c.observed_generation for c in outcome.status.conditions} == {7}
+
+
+# Autoscaling: the HorizontalPodAutoscaler goes with the Deployment, which then carries no count.
+AUTOSCALING = {"autoscaling": {"minReplicas": 2, "maxReplicas": 4}, "resources": {"requests": {"cpu": "1"}}}
+OURS = AutoscalerObservation(name="digits-serving", uid="hpa-1", controller_uid=OWNER.uid, min_replicas=2,
+                             max_replicas=4, target_cpu_utilization=70)
+
+
+def autoscaled(**serving: Any) -> Any:
+    return parse_spec({**spec().to_wire(), "serving": {**AUTOSCALING, **serving}})
+
+
+def test_autoscaling_applies_an_autoscaler_and_no_replica_count() -> None:
+    state = observed(spec=autoscaled(), result=report("aa"), report_uri="s3://r")
+    desired = desired_children(state, DEFAULTS)
+    assert desired.deployment is not None and "replicas" not in desired.deployment["spec"]
+    assert desired.autoscaler is not None and desired.autoscaler["spec"]["maxReplicas"] == 4
+    assert desired.autoscaler["metadata"]["name"] == desired.deployment["metadata"]["name"]
+    assert desired.replicas_handover is None and desired.stale_autoscaler is None  # a new Deployment
+
+
+def test_no_autoscaler_before_anything_is_served() -> None:
+    desired = desired_children(observed(spec=autoscaled()), DEFAULTS)
+    assert desired.job is not None and desired.deployment is None and desired.autoscaler is None
+
+
+@pytest.mark.parametrize(("replicas", "kept"), [(3, 3), (9, 4), (1, 2), (0, 2)])
+def test_a_fixed_count_is_handed_over_within_the_bounds(replicas: int, kept: int) -> None:
+    fixed = replace(deployment("aa"), replicas=replicas, owns_replicas=True)
+    state = observed(spec=autoscaled(), result=report("aa"), report_uri="s3://r", deployment=fixed)
+    handover = desired_children(state, DEFAULTS).replicas_handover
+    assert handover is not None and handover["spec"] == {"replicas": kept}
+    assert handover["metadata"] == {"name": "digits-serving", "namespace": "ml"}
+
+
+def test_once_handed_over_the_count_is_left_to_the_autoscaler() -> None:
+    scaled = replace(deployment("aa"), replicas=3)  # set by the autoscaler (another field manager)
+    state = observed(spec=autoscaled(), result=report("aa"), report_uri="s3://r", deployment=scaled, autoscaler=OURS)
+    desired = desired_children(state, DEFAULTS)
+    assert desired.replicas_handover is None and desired.stale_autoscaler is None
+    assert desired.deployment is not None and "replicas" not in desired.deployment["spec"]
+
+
+def test_removing_autoscaling_deletes_our_autoscaler_and_applies_the_count_again() -> None:
+    state = observed(result=report("aa"), report_uri="s3://r", deployment=deployment("aa"), autoscaler=OURS)
+    desired = desired_children(state, DEFAULTS)
+    assert desired.stale_autoscaler == OURS and desired.autoscaler is None
+    assert desired.deployment is not None and desired.deployment["spec"]["replicas"] == 2
+    # Also when nothing is served (yet): an autoscaler of ours has nothing to scale.
+    assert desired_children(observed(autoscaler=OURS), DEFAULTS).stale_autoscaler == OURS
+
+
+@pytest.mark.parametrize("controller", [None, "someone-else"])
+def test_an_autoscaler_we_do_not_control_is_never_deleted(controller: str | None) -> None:
+    theirs = replace(OURS, controller_uid=controller)
+    state = observed(result=report("aa"), report_uri="s3://r", deployment=deployment("aa"), autoscaler=theirs)
+    assert desired_children(state, DEFAULTS).stale_autoscaler is None
+    assert compute_outcome(state, T0).status.serving.autoscaler is None  # type: ignore[union-attr]
+
+
+def test_an_invalid_spec_deletes_nothing() -> None:
+    state = observed(spec=None, problem=Problem(r.INVALID_SPEC, "bad", False), autoscaler=OURS)
+    assert desired_children(state, DEFAULTS).stale_autoscaler is None
+
+
+def test_status_shows_the_autoscaler_and_ready_follows_its_count() -> None:
+    scaled = replace(deployment("aa"), replicas=3, updated_replicas=3, ready_replicas=3, available_replicas=3)
+    state = observed(spec=autoscaled(), result=report("aa"), report_uri="s3://r", deployment=scaled, autoscaler=OURS)
+    ready = compute_outcome(state, T0)
+    assert conditions(ready)[r.READY] == ("True", r.AVAILABLE)
+    serving = ready.status.serving
+    assert serving is not None and serving.ready == "3/3" and serving.autoscaler is not None
+    assert serving.to_wire()["autoscaler"] == {
+        "name": "digits-serving", "minReplicas": 2, "maxReplicas": 4, "targetCPUUtilizationPercentage": 70}
+    # The autoscaler asks for a fourth pod: not Ready until it is available, as for any rollout.
+    growing = replace(scaled, replicas=4, updated_replicas=4)
+    assert conditions(compute_outcome(replace(state, deployment=growing), T0))[r.READY] == (
+        "False", r.ROLLOUT_IN_PROGRESS)

@@ -14,8 +14,10 @@ from optimodel.resources import (
     Owner,
     PodDefaults,
     ServedArtifact,
+    build_autoscaler,
     build_deployment,
     build_job,
+    build_replicas_handover,
     build_service,
     job_name,
 )
@@ -70,6 +72,50 @@ def test_service_golden() -> None:
     check_golden("service", build_service(make_spec(), OWNER))
 
 
+AUTOSCALED = {
+    "autoscaling": {"minReplicas": 2, "maxReplicas": 8, "targetCPUUtilizationPercentage": 60},
+    "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+}
+
+
+def test_autoscaler_golden() -> None:
+    check_golden("autoscaler", build_autoscaler(make_spec(serving=AUTOSCALED), OWNER))
+
+
+def test_autoscaler_scales_the_serving_deployment() -> None:
+    spec = make_spec(serving=AUTOSCALED)
+    autoscaler, deployment = build_autoscaler(spec, OWNER), build_deployment(spec, OWNER, ARTIFACT, DEFAULTS)
+    assert autoscaler["metadata"]["name"] == deployment["metadata"]["name"] == "digits-serving"
+    target = autoscaler["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"]) == (deployment["apiVersion"], deployment["kind"])
+    assert autoscaler["metadata"]["labels"] == deployment["metadata"]["labels"]
+    # The same Deployment as with a fixed count, less the count: the autoscaler owns it.
+    fixed = build_deployment(
+        make_spec(serving={"replicas": 2, "resources": AUTOSCALED["resources"]}), OWNER, ARTIFACT, DEFAULTS
+    )
+    assert "replicas" not in deployment["spec"] and fixed["spec"].pop("replicas") == 2
+    assert deployment == fixed
+
+
+def test_no_autoscaler_without_autoscaling() -> None:
+    with pytest.raises(ValueError, match="spec.serving.autoscaling is not set"):
+        build_autoscaler(make_spec(), OWNER)
+
+
+@pytest.mark.parametrize(("serving", "replicas"), [({}, 1), ({"replicas": 0}, 0), ({"replicas": 3}, 3)])
+def test_deployment_carries_the_fixed_count(serving: dict[str, Any], replicas: int) -> None:
+    assert build_deployment(make_spec(serving=serving), OWNER, ARTIFACT, DEFAULTS)["spec"]["replicas"] == replicas
+
+
+def test_replicas_handover_names_only_the_count() -> None:
+    assert build_replicas_handover(OWNER, 3) == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "digits-serving", "namespace": "ml"},
+        "spec": {"replicas": 3},
+    }
+
+
 def test_builders_are_deterministic() -> None:
     spec = make_spec()
     assert build_job(spec, OWNER, RECIPE, DEFAULTS) == build_job(make_spec(), OWNER, RECIPE, DEFAULTS)
@@ -100,6 +146,7 @@ def test_owner_reference_and_labels_on_every_child() -> None:
         build_job(spec, OWNER, RECIPE, DEFAULTS),
         build_deployment(spec, OWNER, ARTIFACT, DEFAULTS),
         build_service(spec, OWNER),
+        build_autoscaler(make_spec(serving=AUTOSCALED), OWNER),
     ):
         (ref,) = child["metadata"]["ownerReferences"]
         assert ref["uid"] == OWNER.uid and ref["controller"] is True

@@ -28,7 +28,8 @@ def test_defaults_give_a_dynamic_range_quantization() -> None:
     assert parsed.optimization.method == Method.QUANTIZE
     assert parsed.optimization.quantization.type == "dynamic"
     assert parsed.evaluation.metric == "accuracy"
-    assert parsed.serving.replicas == 1 and parsed.artifacts.s3.addressing_style == "path"
+    assert parsed.serving.fixed_replicas == 1 and parsed.artifacts.s3.addressing_style == "path"
+    assert parsed.serving.replicas is None and parsed.serving.autoscaling is None
 
 
 def test_the_wire_form_round_trips_in_camel_case() -> None:
@@ -37,6 +38,9 @@ def test_the_wire_form_round_trips_in_camel_case() -> None:
     assert wire["gates"] == {"maxSizeBytes": "12Mi", "maxMetricDrop": 0.01}
     assert parse_spec(wire) == parsed
     assert parsed.gates.max_size == 12 * 2**20
+
+
+CPU = {"requests": {"cpu": "500m", "memory": "256Mi"}}
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -55,6 +59,22 @@ def test_the_wire_form_round_trips_in_camel_case() -> None:
      "gates.minMetric is for accuracy and top5"),
     ({"serving": {"replicas": -1}}, "spec.serving.replicas: Input should be greater than or equal to 0"),
     ({"gates": {"maxLatencyMs": 3}}, "spec.gates.maxLatencyMs: Extra inputs are not permitted"),
+    ({"serving": {"replicas": 2, "autoscaling": {"maxReplicas": 4}, "resources": CPU}},
+     "spec.serving: serving.replicas and serving.autoscaling are mutually exclusive"),
+    ({"serving": {"autoscaling": {"maxReplicas": 4}}},
+     "spec.serving: serving.resources.requests.cpu (or limits.cpu, which the request defaults to) is required"),
+    ({"serving": {"autoscaling": {"maxReplicas": 4}, "resources": {"requests": {"memory": "1Gi"}}}},
+     "serving.resources.requests.cpu"),
+    ({"serving": {"autoscaling": {"minReplicas": 3, "maxReplicas": 2}, "resources": CPU}},
+     "spec.serving.autoscaling: serving.autoscaling.maxReplicas must be greater than or equal to minReplicas"),
+    ({"serving": {"autoscaling": {"minReplicas": 0, "maxReplicas": 2}, "resources": CPU}},
+     "spec.serving.autoscaling.minReplicas: Input should be greater than or equal to 1"),
+    ({"serving": {"autoscaling": {"minReplicas": 2}, "resources": CPU}},
+     "spec.serving.autoscaling.maxReplicas: Field required"),
+    ({"serving": {"autoscaling": {"maxReplicas": 2, "targetCPUUtilizationPercentage": 150}, "resources": CPU}},
+     "spec.serving.autoscaling.targetCPUUtilizationPercentage: Input should be less than or equal to 100"),
+    ({"serving": {"autoscaling": {"maxReplicas": 2, "targetMemoryUtilizationPercentage": 80}, "resources": CPU}},
+     "spec.serving.autoscaling.targetMemoryUtilizationPercentage: Extra inputs are not permitted"),
 ])
 def test_bad_specs_are_refused_with_the_field_named(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(SpecError) as raised:
@@ -93,3 +113,20 @@ def test_a_manifest_error_names_the_file(tmp_path: Path) -> None:
     path.write_text("kind: OptimizedModel\nmetadata: {name: x}\n")
     with pytest.raises(SpecError, match="om.yaml has no spec"):
         load_manifest(path)
+
+
+@pytest.mark.parametrize("resources", [CPU, {"limits": {"cpu": 1}}])
+def test_autoscaling_replaces_the_fixed_replica_count(resources: dict[str, Any]) -> None:
+    parsed = parse_spec(spec(serving={"autoscaling": {"maxReplicas": 5}, "resources": resources}))
+    autoscaling = parsed.serving.autoscaling
+    assert autoscaling is not None and parsed.serving.fixed_replicas is None
+    assert (autoscaling.min_replicas, autoscaling.max_replicas, autoscaling.target_cpu_utilization_percentage) == (
+        1, 5, 70)
+    assert parsed.to_wire()["serving"]["autoscaling"] == {
+        "minReplicas": 1, "maxReplicas": 5, "targetCPUUtilizationPercentage": 70}
+    assert parse_spec(parsed.to_wire()) == parsed
+
+
+def test_replicas_without_autoscaling_are_the_fixed_count() -> None:
+    assert parse_spec(spec(serving={"replicas": 0})).serving.fixed_replicas == 0
+    assert parse_spec(spec(serving={"replicas": 3})).serving.fixed_replicas == 3

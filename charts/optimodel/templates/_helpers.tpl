@@ -86,6 +86,11 @@ handlers.py) and kopf. Used by the ClusterRole (all namespaces) or by one Role p
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["create", "patch"]
+# Serving autoscalers (spec.serving.autoscaling): read to find one no longer wanted, server-side
+# applied, and deleted (the one observed, by uid) when autoscaling is removed from the spec.
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "create", "patch", "delete"]
 # S3 credentials: the Secret named by spec.artifacts.s3.credentialsSecret is read, never listed.
 - apiGroups: [""]
   resources: ["secrets"]

@@ -2,7 +2,8 @@
 
 Runs in kopf's thread pool (sync handlers), never on its event loop. Children are applied with
 server-side apply (idempotent: the same object twice is a no-op); Jobs are created once and never
-changed, since a Job's template is immutable.
+changed, since a Job's template is immutable. The serving HorizontalPodAutoscaler is applied the same
+way and deleted (only the one observed, by uid) when the spec no longer asks for it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from optimodel.errors import OptimodelError
-from optimodel.reconcile import DeploymentObservation, JobObservation
+from optimodel.reconcile import AutoscalerObservation, DeploymentObservation, JobObservation
 from optimodel.resources import ServedArtifact
 from optimodel.resources.common import ATTEMPT_ANNOTATION, RECIPE_KEY_ANNOTATION, RETRY_ANNOTATION
 from optimodel.resources.job import CONTAINER as JOB_CONTAINER
 from optimodel.spec import API_GROUP, API_VERSION, PLURAL
 
 FIELD_MANAGER = "optimodel"
+# Holds a Deployment's replica count while the operator hands it over to the autoscaler (see
+# `resources.build_replicas_handover`); the autoscaler's writes then take the field over.
+HANDOVER_FIELD_MANAGER = "optimodel-handover-to-hpa"
 APPLY = "application/apply-patch+yaml"
 MERGE = "application/merge-patch+json"
 CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -71,6 +75,7 @@ class Kube:
         self.batch = client.BatchV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
+        self.autoscaling = client.AutoscalingV2Api(api)
 
     def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
         body: dict[str, Any] | None = _or_none(
@@ -164,6 +169,48 @@ class Kube:
         )
         return observe_deployment(result)
 
+    def hand_over_replicas(self, body: dict[str, Any]) -> None:
+        """Apply a Deployment's `spec.replicas` alone under the handover field manager."""
+        meta = body["metadata"]
+        self.apps.patch_namespaced_deployment(
+            meta["name"],
+            meta["namespace"],
+            body,
+            field_manager=HANDOVER_FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+
+    def get_autoscaler(self, namespace: str, name: str) -> AutoscalerObservation | None:
+        try:
+            found = self.autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return observe_autoscaler(found)
+
+    def apply_autoscaler(self, body: dict[str, Any]) -> AutoscalerObservation:
+        meta = body["metadata"]
+        result = self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+            meta["name"],
+            meta["namespace"],
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type=APPLY,
+        )
+        return observe_autoscaler(result)
+
+    def delete_autoscaler(self, namespace: str, found: AutoscalerObservation) -> None:
+        """Delete exactly the autoscaler observed: a newer one of the same name (409) is left alone."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=found.uid))
+        try:
+            self.autoscaling.delete_namespaced_horizontal_pod_autoscaler(found.name, namespace, body=options)
+        except ApiException as error:
+            if error.status not in (404, 409):
+                raise
+
     def apply_service(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
         self.core.patch_namespaced_service(
@@ -202,6 +249,13 @@ def observe_job(job: Any) -> JobObservation:
     )
 
 
+def _applies_replicas(entry: Any) -> bool:
+    """A managedFields entry of the operator's server-side apply that owns spec.replicas."""
+    fields = entry.fields_v1 if isinstance(entry.fields_v1, dict) else {}
+    owned = "f:replicas" in (fields.get("f:spec") or {})
+    return bool(entry.manager == FIELD_MANAGER and entry.operation == "Apply" and owned)
+
+
 def observe_deployment(deployment: Any) -> DeploymentObservation:
     status = deployment.status
     progressing = next((c for c in (status.conditions or []) if c.type == "Progressing"), None)
@@ -216,6 +270,27 @@ def observe_deployment(deployment: Any) -> DeploymentObservation:
         available_replicas=status.available_replicas or 0,
         served=ServedArtifact.from_annotations(annotations),
         progress_deadline_exceeded=bool(progressing and progressing.reason == "ProgressDeadlineExceeded"),
+        owns_replicas=any(_applies_replicas(entry) for entry in deployment.metadata.managed_fields or []),
+    )
+
+
+def _cpu_target(metrics: list[Any] | None) -> int | None:
+    for metric in metrics or []:
+        resource = metric.resource if metric.type == "Resource" else None
+        if resource is not None and resource.name == "cpu" and resource.target.type == "Utilization":
+            return int(resource.target.average_utilization)
+    return None
+
+
+def observe_autoscaler(found: Any) -> AutoscalerObservation:
+    controller = next((ref for ref in found.metadata.owner_references or [] if ref.controller), None)
+    return AutoscalerObservation(
+        name=found.metadata.name,
+        uid=found.metadata.uid or "",
+        controller_uid=controller.uid if controller is not None else None,
+        min_replicas=found.spec.min_replicas if found.spec.min_replicas is not None else 1,
+        max_replicas=found.spec.max_replicas,
+        target_cpu_utilization=_cpu_target(found.spec.metrics),
     )
 
 

@@ -54,6 +54,15 @@ def _previous(body: dict[str, Any]) -> OptimizedModelStatus | None:
         return None  # written by an older operator: recomputed from scratch
 
 
+def status_patch(status: OptimizedModelStatus) -> dict[str, Any]:
+    """The status as a JSON merge patch: every field, None for those without a value, at every depth.
+
+    A merge patch keeps what it does not name, so a field that went away (say
+    `serving.autoscaler` once autoscaling is removed) must be sent as null to be deleted.
+    """
+    return status.model_dump(mode="json", by_alias=True)
+
+
 def _storage_problem(error: StorageError | NotFoundError, what: str) -> Problem:
     if isinstance(error, NotFoundError):
         return Problem(r.SOURCE_NOT_FOUND, f"{what}: {error}", retry=False)
@@ -111,10 +120,8 @@ class Reconciler:
         if store is not None:
             observed = self._read_finished_job(observed, store)
         outcome = compute_outcome(observed, self.now())
-        status = {field.alias or key: None for key, field in OptimizedModelStatus.model_fields.items()}
-        status.update(outcome.status.to_wire())
         meta = body["metadata"]
-        self.kube.write_status(meta["namespace"], meta["name"], status)
+        self.kube.write_status(meta["namespace"], meta["name"], status_patch(outcome.status))
         for event in outcome.events:
             self.events(body, event)
         return outcome, observed.job.duration_seconds if observed.job else None
@@ -129,6 +136,7 @@ class Reconciler:
             previous=_previous(body),
             retry_requested=(meta.get("annotations") or {}).get(RETRY_ANNOTATION),
             deployment=self.kube.get_deployment(owner.namespace, serving_name(owner)),
+            autoscaler=self.kube.get_autoscaler(owner.namespace, serving_name(owner)),
         )
         try:
             spec = parse_spec(body.get("spec") or {})
@@ -193,6 +201,13 @@ class Reconciler:
             self.events(body, retried)
         if desired.service is not None:
             self.kube.apply_service(desired.service)
+        # An autoscaler no longer wanted goes before the fixed count is applied again, so that it
+        # cannot scale the Deployment after; a new one comes after the Deployment it scales exists.
+        if desired.stale_autoscaler is not None:
+            self.kube.delete_autoscaler(observed.owner.namespace, desired.stale_autoscaler)
+            observed = replace(observed, autoscaler=None)
+        if desired.replicas_handover is not None:
+            self.kube.hand_over_replicas(desired.replicas_handover)
         if desired.deployment is not None:
             observed = replace(observed, deployment=self.kube.apply_deployment(desired.deployment))
             if desired.rollout and desired.served is not None:
@@ -205,4 +220,6 @@ class Reconciler:
                         f"rolling out sha256:{desired.served.sha256[:12]} ({desired.served.uri})",
                     ),
                 )
+        if desired.autoscaler is not None:
+            observed = replace(observed, autoscaler=self.kube.apply_autoscaler(desired.autoscaler))
         return observed

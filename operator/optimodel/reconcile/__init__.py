@@ -6,12 +6,19 @@ what they return. May import spec, gates, report, quantity and resources.
 
 from optimodel.reconcile.desired import Desired, candidate_passed, desired_children, gate_results
 from optimodel.reconcile.event import Event
-from optimodel.reconcile.observed import DeploymentObservation, JobObservation, Observed, Problem
+from optimodel.reconcile.observed import (
+    AutoscalerObservation,
+    DeploymentObservation,
+    JobObservation,
+    Observed,
+    Problem,
+)
 from optimodel.reconcile.outcome import Outcome, compute_outcome
 from optimodel.reconcile.retry import Retry, current_job, decide_retry, retry_command, retry_pending
 from optimodel.reconcile.status import OptimizedModelStatus
 
 __all__ = [
+    "AutoscalerObservation",
     "DeploymentObservation",
     "Desired",
     "Event",

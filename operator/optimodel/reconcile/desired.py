@@ -4,6 +4,10 @@ The Job exists only until a result is stored, and a failed one runs again only w
 requested (`retry`); the Deployment serves the candidate when it passed its gates, otherwise
 whatever it served before (read from its own annotations): a model that fails never replaces one
 that passed.
+
+With `spec.serving.autoscaling` a HorizontalPodAutoscaler goes with the Deployment, which then
+carries no replica count: the autoscaler owns it. Without it, an autoscaler this resource made
+earlier is deleted and the Deployment's fixed count is applied again.
 """
 
 from __future__ import annotations
@@ -12,10 +16,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optimodel.gates import all_passed, evaluate_gates
-from optimodel.reconcile.observed import Observed
+from optimodel.reconcile.observed import AutoscalerObservation, Observed
 from optimodel.reconcile.retry import Retry, decide_retry
 from optimodel.report import GateResult, Report
-from optimodel.resources import PodDefaults, ServedArtifact, build_deployment, build_job, build_service
+from optimodel.resources import (
+    PodDefaults,
+    ServedArtifact,
+    build_autoscaler,
+    build_deployment,
+    build_job,
+    build_replicas_handover,
+    build_service,
+)
+from optimodel.spec import OptimizedModelSpec
 
 
 @dataclass(frozen=True)
@@ -23,6 +36,9 @@ class Desired:
     job: dict[str, Any] | None = None
     deployment: dict[str, Any] | None = None
     service: dict[str, Any] | None = None
+    autoscaler: dict[str, Any] | None = None  # applied after the Deployment it scales
+    replicas_handover: dict[str, Any] | None = None  # applied before the Deployment: see below
+    stale_autoscaler: AutoscalerObservation | None = None  # this resource's autoscaler, no longer wanted
     served: ServedArtifact | None = None
     rollout: bool = False  # the served model changes: a new rollout starts
     retry: Retry | None = None  # the answer to a new retry request (the Job is then its new attempt)
@@ -62,20 +78,45 @@ def _job(observed: Observed, defaults: PodDefaults, retry: Retry | None) -> dict
     return build_job(spec, observed.owner, key, defaults) if observed.job is None else None
 
 
+def own_autoscaler(observed: Observed) -> AutoscalerObservation | None:
+    """The observed autoscaler when this resource controls it; one of someone else is never touched."""
+    found = observed.autoscaler
+    return found if found is not None and found.controller_uid == observed.owner.uid else None
+
+
+def _replicas_handover(observed: Observed, spec: OptimizedModelSpec) -> dict[str, Any] | None:
+    """The Deployment's current count, kept when the operator hands `replicas` over to the autoscaler.
+
+    Needed only while the operator's own apply still owns `spec.replicas` (a fixed count was
+    applied before): dropping the field from the apply would otherwise reset it to 1. The count is
+    brought within the autoscaler's bounds (0 would even switch the autoscaler off).
+    """
+    deployment, autoscaling = observed.deployment, spec.serving.autoscaling
+    if deployment is None or not deployment.owns_replicas or autoscaling is None:
+        return None
+    replicas = min(max(deployment.replicas, autoscaling.min_replicas), autoscaling.max_replicas)
+    return build_replicas_handover(observed.owner, replicas)
+
+
 def desired_children(observed: Observed, defaults: PodDefaults) -> Desired:
     spec = observed.spec
     retry = decide_retry(observed)
     if spec is None:
         return Desired(retry=retry)
     job = _job(observed, defaults, retry)
+    stale = own_autoscaler(observed) if spec.serving.autoscaling is None else None
     before = observed.deployment.served if observed.deployment else None
     served = _candidate(observed.result) if observed.result and candidate_passed(observed) else before
     if served is None:
-        return Desired(job=job, retry=retry)
+        return Desired(job=job, retry=retry, stale_autoscaler=stale)
+    autoscaled = spec.serving.autoscaling is not None
     return Desired(
         job=job,
         deployment=build_deployment(spec, observed.owner, served, defaults),
         service=build_service(spec, observed.owner),
+        autoscaler=build_autoscaler(spec, observed.owner) if autoscaled else None,
+        replicas_handover=_replicas_handover(observed, spec),
+        stale_autoscaler=stale,
         served=served,
         rollout=before is None or before.sha256 != served.sha256,
         retry=retry,

@@ -51,6 +51,7 @@ class DeploymentObservation:
     available_replicas: int = 0
     served: ServedArtifact | None = None
     progress_deadline_exceeded: bool = False
+    owns_replicas: bool = False  # the operator's server-side apply owns spec.replicas (a fixed count)
 
     @property
     def rolled_out(self) -> bool:
@@ -64,6 +65,18 @@ class DeploymentObservation:
 
 
 @dataclass(frozen=True)
+class AutoscalerObservation:
+    """The HorizontalPodAutoscaler named like the serving Deployment, whoever made it."""
+
+    name: str
+    uid: str = ""
+    controller_uid: str | None = None  # uid of its controlling owner reference, if any
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_cpu_utilization: int | None = None
+
+
+@dataclass(frozen=True)
 class Observed:
     owner: Owner
     generation: int
@@ -74,5 +87,6 @@ class Observed:
     report_uri: str | None = None
     job: JobObservation | None = None
     deployment: DeploymentObservation | None = None
+    autoscaler: AutoscalerObservation | None = None
     previous: OptimizedModelStatus | None = None
     retry_requested: str | None = None  # the resource's optimodel.io/retry-requested-at annotation

@@ -14,12 +14,13 @@ from optimodel.gates import summarize_failures
 from optimodel.quantity import format_bytes
 from optimodel.reconcile import reasons as r
 from optimodel.reconcile.conditions import Condition, condition, merge_conditions
-from optimodel.reconcile.desired import candidate_passed, gate_results
+from optimodel.reconcile.desired import candidate_passed, gate_results, own_autoscaler
 from optimodel.reconcile.event import Event
 from optimodel.reconcile.observed import DeploymentObservation, JobObservation, Observed
 from optimodel.reconcile.retry import handled_retry, retry_command
 from optimodel.reconcile.status import (
     MAX_USED_RESULTS,
+    AutoscalerStatus,
     CandidateStatus,
     GateRow,
     OptimizedModelStatus,
@@ -95,6 +96,18 @@ def _candidate(report: Report, report_uri: str | None, passed: bool) -> Candidat
     )
 
 
+def _autoscaler(observed: Observed) -> AutoscalerStatus | None:
+    found = own_autoscaler(observed)
+    if found is None:
+        return None
+    return AutoscalerStatus(
+        name=found.name,
+        min_replicas=found.min_replicas,
+        max_replicas=found.max_replicas,
+        target_cpu_utilization_percentage=found.target_cpu_utilization,
+    )
+
+
 def _serving(observed: Observed, deployment: DeploymentObservation | None) -> ServingStatus | None:
     if deployment is None:
         return None
@@ -111,6 +124,7 @@ def _serving(observed: Observed, deployment: DeploymentObservation | None) -> Se
         ready_replicas=deployment.ready_replicas,
         available_replicas=deployment.available_replicas,
         ready=f"{deployment.ready_replicas}/{deployment.replicas}",
+        autoscaler=_autoscaler(observed),
     )
 
 

@@ -45,6 +45,15 @@ class CandidateStatus(Wire):
     passed: bool = Field(description="Whether every gate of the current spec passed.")
 
 
+class AutoscalerStatus(Wire):
+    name: str = Field(description="Name of the HorizontalPodAutoscaler (kubectl get hpa NAME).")
+    min_replicas: int = Field(description="Fewest pods it scales to.")
+    max_replicas: int = Field(description="Most pods it scales to.")
+    target_cpu_utilization_percentage: int | None = Field(
+        None, alias="targetCPUUtilizationPercentage",
+        description="Average CPU utilization it aims at, percent of the pods' CPU request.")
+
+
 class ServingStatus(Wire):
     deployment: str = Field(description="Name of the serving Deployment.")
     service: str = Field(description="Name of the Service in front of it.")
@@ -53,11 +62,13 @@ class ServingStatus(Wire):
     key: str | None = Field(None, description="Content key of the served model.")
     artifact_uri: str | None = Field(None, description="The served .tflite model.")
     sha256: str | None = Field(None, description="SHA-256 of the served model.")
-    replicas: int = Field(0, description="Desired serving pods.")
+    replicas: int = Field(0, description="Desired serving pods (chosen by the autoscaler when there is one).")
     updated_replicas: int = Field(0, description="Pods running the current template.")
     ready_replicas: int = Field(0, description="Pods passing their readiness probe.")
     available_replicas: int = Field(0, description="Pods available to serve.")
     ready: str = Field("0/0", description="Ready pods / desired pods, for kubectl get.")
+    autoscaler: AutoscalerStatus | None = Field(
+        None, description="The HorizontalPodAutoscaler that sets replicas (spec.serving.autoscaling).")
 
 
 class UsedResult(Wire):

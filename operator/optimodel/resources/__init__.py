@@ -1,20 +1,30 @@
-"""Pure builders of the children of an OptimizedModel: the Job, the Deployment and the Service.
+"""Pure builders of the children of an OptimizedModel: the Job, the Deployment, the Service, the autoscaler.
 
 Pure layer: spec in, dicts out, deterministic (no clock, no randomness), so they are tested with
 golden objects and re-applied idempotently. May import `optimodel.spec` and the stdlib only.
 """
 
+from optimodel.resources.autoscaler import build_autoscaler
 from optimodel.resources.common import RETRY_ANNOTATION, Owner, PodDefaults, job_name, serving_name
 from optimodel.resources.job import build_job, job_image
-from optimodel.resources.serving import ServedArtifact, build_deployment, build_service, serve_args, serving_url
+from optimodel.resources.serving import (
+    ServedArtifact,
+    build_deployment,
+    build_replicas_handover,
+    build_service,
+    serve_args,
+    serving_url,
+)
 
 __all__ = [
     "RETRY_ANNOTATION",
     "Owner",
     "PodDefaults",
     "ServedArtifact",
+    "build_autoscaler",
     "build_deployment",
     "build_job",
+    "build_replicas_handover",
     "build_service",
     "job_image",
     "job_name",

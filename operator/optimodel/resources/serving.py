@@ -122,12 +122,14 @@ def build_deployment(
         "securityContext": container_security(),
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }
+    replicas = spec.serving.fixed_replicas
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": meta,
         "spec": {
-            "replicas": spec.serving.replicas,
+            # Left out under autoscaling: the HorizontalPodAutoscaler owns the count (server-side apply).
+            **({} if replicas is None else {"replicas": replicas}),
             "revisionHistoryLimit": 3,
             "selector": {"matchLabels": labels(owner, "serving")},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -144,6 +146,22 @@ def build_deployment(
                 },
             },
         },
+    }
+
+
+def build_replicas_handover(owner: Owner, replicas: int) -> dict[str, Any]:
+    """Only `spec.replicas` of the serving Deployment, applied under a field manager of its own.
+
+    When autoscaling is turned on, the operator stops applying `replicas`; had it been their only
+    owner, the API server would reset them to the default of 1 before the autoscaler scales again.
+    Applying the current count under another manager first keeps it (Kubernetes' server-side apply
+    docs, "Transferring ownership"); the autoscaler's own writes then take the field over.
+    """
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": serving_name(owner), "namespace": owner.namespace},
+        "spec": {"replicas": replicas},
     }
 
 

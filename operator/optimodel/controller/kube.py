@@ -50,6 +50,13 @@ def _or_none(call: Callable[[], T]) -> T | None:
         raise
 
 
+def _server_side_apply(patch: Callable[..., Any], body: dict[str, Any], manager: str = FIELD_MANAGER) -> Any:
+    """`body` applied with server-side apply through a client's `patch_namespaced_<kind>`: idempotent,
+    and `force` takes over fields another manager set (the operator's children are the operator's)."""
+    meta = body["metadata"]
+    return patch(meta["name"], meta["namespace"], body, field_manager=manager, force=True, _content_type=APPLY)
+
+
 def _condition(obj: Any, type_: str) -> Any:
     return next((c for c in (obj.status.conditions or []) if c.type == type_ and c.status == "True"), None)
 
@@ -158,49 +165,20 @@ class Kube:
         return observe_deployment(deployment) if deployment is not None else None
 
     def apply_deployment(self, body: dict[str, Any]) -> DeploymentObservation:
-        meta = body["metadata"]
-        result = self.apps.patch_namespaced_deployment(
-            meta["name"],
-            meta["namespace"],
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-        )
-        return observe_deployment(result)
+        return observe_deployment(_server_side_apply(self.apps.patch_namespaced_deployment, body))
 
     def hand_over_replicas(self, body: dict[str, Any]) -> None:
         """Apply a Deployment's `spec.replicas` alone under the handover field manager."""
-        meta = body["metadata"]
-        self.apps.patch_namespaced_deployment(
-            meta["name"],
-            meta["namespace"],
-            body,
-            field_manager=HANDOVER_FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-        )
+        _server_side_apply(self.apps.patch_namespaced_deployment, body, HANDOVER_FIELD_MANAGER)
 
     def get_autoscaler(self, namespace: str, name: str) -> AutoscalerObservation | None:
-        try:
-            found = self.autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return observe_autoscaler(found)
+        found = _or_none(lambda: self.autoscaling.read_namespaced_horizontal_pod_autoscaler(name, namespace))
+        return observe_autoscaler(found) if found is not None else None
 
     def apply_autoscaler(self, body: dict[str, Any]) -> AutoscalerObservation:
-        meta = body["metadata"]
-        result = self.autoscaling.patch_namespaced_horizontal_pod_autoscaler(
-            meta["name"],
-            meta["namespace"],
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
+        return observe_autoscaler(
+            _server_side_apply(self.autoscaling.patch_namespaced_horizontal_pod_autoscaler, body)
         )
-        return observe_autoscaler(result)
 
     def delete_autoscaler(self, namespace: str, found: AutoscalerObservation) -> None:
         """Delete exactly the autoscaler observed: a newer one of the same name (409) is left alone."""
@@ -212,15 +190,7 @@ class Kube:
                 raise
 
     def apply_service(self, body: dict[str, Any]) -> None:
-        meta = body["metadata"]
-        self.core.patch_namespaced_service(
-            meta["name"],
-            meta["namespace"],
-            body,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=APPLY,
-        )
+        _server_side_apply(self.core.patch_namespaced_service, body)
 
 
 def _attempt(value: str | None) -> int:

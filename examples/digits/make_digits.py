@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -39,8 +40,7 @@ def write_data(out: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def train(name: str, width: int, x: np.ndarray, y: np.ndarray, epochs: int, path: Path) -> None:
-    import tensorflow as tf
-    import tf_keras as keras
+    from optimodel.optimize.tf import keras, tf  # Keras 2, and TensorFlow's C++ start-up chatter filtered
 
     tf.random.set_seed(0)
     keras.utils.set_random_seed(0)
@@ -56,7 +56,9 @@ def train(name: str, width: int, x: np.ndarray, y: np.ndarray, epochs: int, path
                   metrics=["accuracy"])
     model.fit(x, y, epochs=epochs, batch_size=64, verbose=0, shuffle=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path, include_optimizer=False)
+    with warnings.catch_warnings():  # .h5 is "legacy" to tf_keras, and the input format this example shows
+        warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file")
+        model.save(path, include_optimizer=False)
     print(f"trained {name}: {model.count_params():,} parameters -> {path}")
 
 

@@ -4,15 +4,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-K8S_STAMP := .dev/bin/kube-apiserver
+K8S_STAMP := .dev/bin/kubelet
+NODE_STAMP := .dev/bin/containerd
 DEMO_DIR := .demo
+# Debian packages the cluster needs: iproute2 (the node's network), iptables and conntrack
+# (kube-proxy, the kubelet), gcc, pkg-config and libseccomp-dev (runc with seccomp), mmdebstrap
+# and buildah (the images).
+HOST_PACKAGES := iproute2 iptables conntrack gcc pkg-config libseccomp-dev mmdebstrap buildah
 
-.PHONY: help venv k8s-bins host-tools demo test unit lint cluster cluster-down bench clean
+.PHONY: help venv k8s-bins host-tools images demo test unit lint cluster cluster-down bench clean
 
 help:
 	@echo "make demo          optimize the digits example locally (no cluster, no cloud)"
 	@echo "make test          lint and run every test (builds the control plane on first use)"
-	@echo "make cluster       start a local control plane and node agent; kubeconfig in .dev/kubeconfig"
+	@echo "make cluster       start a local cluster with one real node; kubeconfig in .dev/kubeconfig"
+	@echo "make images        build the operator, optimizer and serve images (and import them into make cluster's node)"
 	@echo "make cluster-down  stop it"
 	@echo "make bench         run the benchmarks and print their tables"
 
@@ -27,11 +33,21 @@ venv: $(STAMP)
 $(K8S_STAMP): hack/build-k8s.sh
 	bash hack/build-k8s.sh
 
-k8s-bins: $(K8S_STAMP)
+$(NODE_STAMP): hack/build-node.sh | host-tools
+	bash hack/build-node.sh
 
-# The node agent wires pod networks with `ip` (iproute2); install it where a machine lacks it.
+k8s-bins: $(K8S_STAMP) $(NODE_STAMP)
+
+# Install the Debian packages above where a machine lacks them.
 host-tools:
-	@command -v ip >/dev/null || { apt-get update -qq && apt-get install -y -qq iproute2; }
+	@missing="$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done)"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# Builds whatever changed (a few seconds when nothing did) and imports it into a running `make cluster`.
+images: k8s-bins host-tools
+	bash hack/build-images.sh
+	@if [ -x $(BIN)/optimodel ] && $(BIN)/optimodel cluster status --state-dir .dev >/dev/null 2>&1; then \
+	  $(BIN)/optimodel cluster import-images --state-dir .dev; fi
 
 demo: $(STAMP)
 	$(BIN)/python examples/digits/make_digits.py --out $(DEMO_DIR) --models digits-wide
@@ -45,16 +61,16 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
 
-test: $(STAMP) $(K8S_STAMP) host-tools lint
+test: $(STAMP) k8s-bins images lint
 	$(BIN)/pytest tests -q
 
-cluster: $(STAMP) $(K8S_STAMP) host-tools
+cluster: $(STAMP) k8s-bins images
 	$(BIN)/optimodel cluster up --state-dir .dev
 
 cluster-down: $(STAMP)
 	$(BIN)/optimodel cluster down --state-dir .dev
 
-bench: $(STAMP) $(K8S_STAMP)
+bench: $(STAMP) k8s-bins images
 	$(BIN)/python bench/engine_bench.py
 	$(BIN)/python bench/serve_bench.py
 	$(BIN)/python bench/devcluster_bench.py

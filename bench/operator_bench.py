@@ -106,7 +106,7 @@ def proc_status(pid: int, field: str) -> int:
 
 
 def serve_pids() -> list[int]:
-    """Processes running `optimodel serve` (the serving pods the node agent started)."""
+    """Processes running `optimodel serve` (the serving pods' containers, seen from the host)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -133,8 +133,9 @@ def running_operator(cluster: DevCluster, log: Path) -> Iterator[subprocess.Pope
     env = {
         **os.environ,
         "OPTIMODEL_RETRY_SECONDS": "5",
-        "OPTIMODEL_JOB_IMAGE": "optimodel:bench",
-        "OPTIMODEL_SERVE_IMAGE": "optimodel:bench",
+        "OPTIMODEL_JOB_IMAGE": cluster.images["job"],
+        "OPTIMODEL_SERVE_IMAGE": cluster.images["serve"],
+        "OPTIMODEL_IMAGE_PULL_POLICY": "Never",
     }
     argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(cluster.kubeconfig), "-A"]
     argv += ["--metrics-port", "0", "--health-port", str(free_port())]

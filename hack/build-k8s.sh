@@ -24,7 +24,7 @@ log() { printf '[build-k8s] %s\n' "$*" >&2; }
 record_seconds() { echo "$(( $(date +%s) - $2 ))" > "$1/build-seconds"; }
 
 build_kubernetes() {
-  if [[ -x "$k8s_out/kube-apiserver" && -x "$k8s_out/kubectl" ]]; then return; fi
+  if [[ -x "$k8s_out/kube-apiserver" && -x "$k8s_out/kubectl" && -x "$k8s_out/kubelet" && -x "$k8s_out/kube-proxy" ]]; then return; fi
   log "building Kubernetes $K8S_VERSION (cold: 15-30 minutes on 2 cores)"
   local t0; t0=$(date +%s)
   local work; work="$(mktemp -d)"
@@ -48,6 +48,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
     go mod tidy -e >/dev/null
@@ -56,7 +58,8 @@ GO
     mkdir -p "$k8s_out.tmp"
     go build -trimpath -ldflags "$ldflags" -o "$k8s_out.tmp/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
   )
   record_seconds "$k8s_out.tmp" "$t0"
   rm -rf "$k8s_out" && mv "$k8s_out.tmp" "$k8s_out"

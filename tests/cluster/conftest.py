@@ -3,20 +3,22 @@
 `dev_cluster` (session scope) is the stable interface for every test in tests/cluster:
 
     dev_cluster.kubeconfig: Path         admin kubeconfig (system:masters)
-    dev_cluster.host_ip: str             bridge address: pods reach the API server and test servers here
+    dev_cluster.host_ip: str             the host's address on the node's link: pods reach test servers here
     dev_cluster.api_port: int            API server port (on 127.0.0.1 and host_ip)
-    dev_cluster.state_dir: Path          logs/ (components), node/logs/NS_POD_UID/CONTAINER.log (pods)
+    dev_cluster.state_dir: Path          logs/ (components), node/pod-logs/NS_POD_UID/CONTAINER/N.log (pods)
+    dev_cluster.images: dict[str, str]   the project's images on the node: operator, job, serve
     dev_cluster.kubectl(*args, input=None, check=True) -> CompletedProcess[str]   kubectl v1.36, admin
     dev_cluster.user_kubeconfig(user, groups=()) -> Path     act as someone with fewer rights
     dev_cluster.service_account_token(namespace, name) -> str     TokenRequest API
     dev_cluster.api_client() -> kubernetes.client.ApiClient       admin client
 
-It starts a fresh cluster in a temporary directory (free ports, a bridge of its own, so parallel
-sessions do not collide) and stops it at the end of the session; with OPTIMODEL_TEST_KUBECONFIG
+It starts a fresh cluster in a temporary directory (free ports, a node network of its own, so
+parallel sessions do not collide) and stops it at the end of the session; with OPTIMODEL_TEST_KUBECONFIG
 set it uses that cluster instead (e.g. `.dev/kubeconfig` of `make cluster`) and leaves it running.
 OPTIMODEL_KEEP_CLUSTER_STATE=1 keeps the temporary state directory (logs) for debugging.
-Pods run as local processes: a container's `command`/`args` run with the project's Python first
-on PATH; the image is ignored. Every test here is marked `cluster`.
+Pods run on a real node (kubelet, containerd, runc, CNI, kube-proxy, CoreDNS) from images the node
+has: the project's (`make images`) with `imagePullPolicy: Never` or `IfNotPresent`; there is no
+registry. Every test here is marked `cluster`.
 
 `namespace` (function scope) is a fresh namespace with its default ServiceAccount, deleted
 (without waiting) after the test.

@@ -46,8 +46,8 @@ TINY_MODELS = textwrap.dedent("""
 
 @contextmanager
 def moto_with_tiny_models(cluster: DevCluster, folder: Path) -> Iterator[str]:
-    """moto (no authentication) on the bridge address, where pods reach it, empty but for both versions
-    of the tiny model, their data and a broken model; yields its endpoint."""
+    """moto (no authentication) on the host's address on the node's link, where pods reach it, empty
+    but for both versions of the tiny model, their data and a broken model; yields its endpoint."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -87,8 +87,10 @@ class Operator:
             **os.environ,
             "OPTIMODEL_RESYNC_SECONDS": "10",
             "OPTIMODEL_RETRY_SECONDS": "5",
-            "OPTIMODEL_JOB_IMAGE": "optimodel:test",
-            "OPTIMODEL_SERVE_IMAGE": "optimodel:test",
+            # The images `make images` built and the node imported: Jobs and serving pods run in them.
+            "OPTIMODEL_JOB_IMAGE": self.cluster.images["job"],
+            "OPTIMODEL_SERVE_IMAGE": self.cluster.images["serve"],
+            "OPTIMODEL_IMAGE_PULL_POLICY": "Never",
             **self.env,
         }
         argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(self.cluster.kubeconfig), "-A"]

@@ -1,7 +1,7 @@
 """The Helm chart installed for real on the local control plane.
 
-`helm install` the chart (CRD, RBAC, the operator Deployment running `optimodel operator` as a local
-process), check the CRD, the Deployment, the probes and metrics, the RBAC as the operator's
+`helm install` the chart with the images `make images` built (CRD, RBAC, the operator Deployment
+running `optimodel operator` in the operator image on the real node), check the CRD, the Deployment, the probes and metrics, the RBAC as the operator's
 ServiceAccount sees it, then `helm uninstall`. The operator watches only a namespace of its own, so
 it never touches what other tests in the same session create.
 """
@@ -99,6 +99,15 @@ def _diagnose(cluster: DevCluster, namespace: str, selector: str) -> str:
     return f"operator not Available:\n{pods[-3000:]}\n{logs.stdout[-4000:]}{logs.stderr[-1000:]}"
 
 
+def image_values(cluster: DevCluster) -> list[str]:
+    """`--set` options naming the images the node has, as `.dev/images.yaml` does for a person."""
+    options = []
+    for role in ("operator", "job", "serve"):
+        repository, tag = cluster.images[role].rsplit(":", 1)
+        options += ["--set", f"image.{role}.repository={repository}", "--set", f"image.{role}.tag={tag}"]
+    return [*options, "--set", "image.operator.pullPolicy=Never", "--set", "image.workloadPullPolicy=Never"]
+
+
 def can_i(cluster: DevCluster, account: str, *args: str) -> bool:
     proc = cluster.kubectl("auth", "can-i", *args, f"--as={account}", check=False)
     answer = proc.stdout.strip()
@@ -117,6 +126,7 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
         "--set", f"watchNamespaces={{{watched}}}",
         "--set", "logFormat=text",
         "--set", "reconcile.resyncSeconds=5",
+        *image_values(dev_cluster),
     )  # fmt: skip
     try:
         dev_cluster.kubectl("wait", "--for=condition=Established", CRD, "--timeout=60s")

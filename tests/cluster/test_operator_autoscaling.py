@@ -9,7 +9,7 @@ Deployment's own event, then a spec change). Removing autoscaling deletes the HP
 applies its fixed count again.
 
 The operator runs with a resync interval longer than the test, so every reconcile here is caused by
-an event. Tiny models, moto on the bridge and helpers: `operator_kit`.
+an event. Tiny models, moto on the host address and helpers: `operator_kit`.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ MODEL = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """moto with authentication on, on the bridge address, with one tiny model and its data."""
+    """moto with authentication on, on the host's address on the node's link, with one tiny model and its data."""
     work = tmp_path_factory.mktemp("credentials")
     trainer = subprocess.Popen([sys.executable, "-c", MODEL, str(work)])  # trains while moto starts
     server = start_s3_server(dev_cluster.host_ip, work / "moto.log")

@@ -44,7 +44,7 @@ from tests.support.tcpgate import TcpGate
 
 @pytest.fixture(scope="module")
 def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """moto with authentication on, on the bridge address, with the e2e story's models and data."""
+    """moto with authentication on, on the host's address on the node's link, with the e2e story's models and data."""
     work = tmp_path_factory.mktemp("deletion")
     trainer = subprocess.Popen([sys.executable, "-c", TINY_MODELS, str(work)])  # trains while moto starts
     server = start_s3_server(dev_cluster.host_ip, work / "moto.log")

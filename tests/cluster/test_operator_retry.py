@@ -6,7 +6,7 @@ The operator runs with a resync interval longer than the test, so only its react
 annotation can start the new Job: kopf's update diff leaves `optimodel.io/` annotations out (its own
 prefix), and this test is what shows the retry is caught anyway.
 
-The tiny models, the moto server on the bridge and the operator runner come from `operator_kit`.
+The tiny models, the moto server on the host address and the operator runner come from `operator_kit`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """An S3-compatible server on a local address for tests: moto's server mode in its own process.
 
 Authentication is switched on once the fixture has made an IAM user, so wrong credentials are
-refused as real S3 refuses them. Pods of the dev cluster reach it when it listens on the bridge IP.
+refused as real S3 refuses them. Pods of the dev cluster reach it when it listens on the host's
+address on the node's link.
 """
 
 from __future__ import annotations

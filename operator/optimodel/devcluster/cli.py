@@ -11,24 +11,29 @@ import argparse
 import time
 from pathlib import Path
 
-from optimodel.devcluster.network import DEFAULT_BRIDGE, DEFAULT_CIDR, NetworkConfig
+from optimodel.devcluster.network import DEFAULT_CIDR, DEFAULT_LINK, NetworkConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `cluster` with its `up`, `down` and `status` subcommands."""
-    cluster = subparsers.add_parser("cluster", help="a local Kubernetes cluster whose pods are local processes")
+    cluster = subparsers.add_parser("cluster", help="a local Kubernetes cluster: control plane and one real node")
     actions = cluster.add_subparsers(dest="cluster_command", required=True)
     for name, handler, text in (
         ("up", _up, "start it (or report that it runs)"),
         ("down", _down, "stop exactly what `up` started and clean up"),
         ("status", _status, "show its processes"),
+        ("import-images", _import_images, "import the images `make images` built into the running node"),
     ):
         sub = actions.add_parser(name, help=text)
         sub.add_argument("--state-dir", type=Path, default=Path(".dev"), help="default: .dev")
         sub.set_defaults(handler=handler)
         if name == "up":
-            sub.add_argument("--bridge", default=DEFAULT_BRIDGE, help=f"host bridge name (default {DEFAULT_BRIDGE})")
-            sub.add_argument("--cidr", default=DEFAULT_CIDR, help=f"bridge address/prefix (default {DEFAULT_CIDR})")
+            sub.add_argument(
+                "--link", default=DEFAULT_LINK, help=f"the node's link on the host (default {DEFAULT_LINK})"
+            )
+            sub.add_argument(
+                "--cidr", default=DEFAULT_CIDR, help=f"the host's address/prefix on it (default {DEFAULT_CIDR})"
+            )
             sub.add_argument("--bin-dir", type=Path, help="where the Kubernetes binaries are (default .dev/bin)")
 
 
@@ -41,7 +46,7 @@ def _up(args: argparse.Namespace) -> int:
         return 0
     started = time.monotonic()
     try:
-        plane.up(NetworkConfig(args.bridge, args.cidr))
+        plane.up(NetworkConfig(args.link, args.cidr))
     except ClusterError as err:
         print(f"error: {err}")
         return 1
@@ -55,6 +60,19 @@ def _down(args: argparse.Namespace) -> int:
 
     ControlPlane(args.state_dir).down()
     print("cluster stopped")
+    return 0
+
+
+def _import_images(args: argparse.Namespace) -> int:
+    from optimodel.devcluster.controlplane import ControlPlane
+
+    plane = ControlPlane(args.state_dir)
+    state = plane.load_state()
+    if state is None or not plane.running():
+        print(f"no cluster running in {args.state_dir}")
+        return 3
+    imported = plane.node(state).import_images(sorted(plane.images_dir.glob("*.tar")))
+    print("\n".join(f"imported {name}" for name in imported) or "the node has every image already")
     return 0
 
 

@@ -1,9 +1,10 @@
-"""Start, inspect and stop a local control plane: etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler and the node agent, each a process whose id is recorded in the state directory.
+"""Start, inspect and stop a local cluster: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, and one node (containerd, kubelet, kube-proxy; node.py) with CoreDNS, each a
+process whose id is recorded in the state directory.
 
 Layout of a state directory: `cluster.json` (ports, network, process records), `pki/`,
 `kubeconfig` (admin), `kubeconfigs/` (components and minted users), `logs/`, `etcd/`, `node/`
-(the node agent's per-pod files).
+(the node's configuration, containerd's images, the kubelet's root, pod logs).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import re
 import socket
 import ssl
-import sys
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -22,9 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from optimodel.devcluster import network, procs
 from optimodel.devcluster.kubeconfig import write_kubeconfig
 from optimodel.devcluster.network import NetworkConfig
+from optimodel.devcluster.node import Node, NodeError, missing_node_binaries
+from optimodel.devcluster.nodeconfig import PAUSE_IMAGE, NodeLayout, coredns_manifests
 from optimodel.devcluster.pki import Pki
 
 NODE_NAME = "optimodel-node"
@@ -41,9 +46,12 @@ CONTROLLERS = (
     "garbage-collector-controller",
     "namespace-controller",
     "ttl-after-finished-controller",
+    # Removes the node's not-ready taint once the kubelet reports Ready, and marks a node whose
+    # kubelet stopped reporting NotReady.
+    "node-lifecycle-controller",
 )
 _PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the optimodel package
-_REPO_BIN = _PACKAGE_ROOT.parent / ".dev" / "bin"
+_REPO_DEV = _PACKAGE_ROOT.parent / ".dev"
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 
@@ -52,13 +60,33 @@ class ClusterError(RuntimeError):
 
 
 def default_bin_dir() -> Path:
-    """Where `make k8s-bins` (hack/build-k8s.sh) links the binaries; OPTIMODEL_K8S_BIN overrides."""
-    return Path(os.environ.get("OPTIMODEL_K8S_BIN", str(_REPO_BIN)))
+    """Where `make k8s-bins` (hack/build-k8s.sh, hack/build-node.sh) links the binaries; the CNI
+    plugins are in `cni/bin` beside it. OPTIMODEL_K8S_BIN overrides."""
+    return Path(os.environ.get("OPTIMODEL_K8S_BIN", str(_REPO_DEV / "bin")))
+
+
+def default_images_dir() -> Path:
+    """Where `make images` (hack/build-images.sh) links the image archives the node imports;
+    OPTIMODEL_IMAGES_DIR overrides."""
+    return Path(os.environ.get("OPTIMODEL_IMAGES_DIR", str(_REPO_DEV / "images")))
+
+
+def cni_bin_dir(bin_dir: Path) -> Path:
+    """The CNI plugins that belong with the binaries of `bin_dir`."""
+    return bin_dir.parent / "cni" / "bin"
 
 
 def missing_binaries(bin_dir: Path) -> list[str]:
     """Names of the required binaries that `bin_dir` lacks."""
-    return [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
+    missing = [b for b in BINARIES if not os.access(bin_dir / b, os.X_OK)]
+    return missing + missing_node_binaries(bin_dir, cni_bin_dir(bin_dir))
+
+
+def missing_images(images_dir: Path) -> list[str]:
+    """The images the node needs that `images_dir` has no archive of (the pause image, CoreDNS)."""
+    names = [p.name for p in images_dir.glob("*.tar")] if images_dir.is_dir() else []
+    needed = {"pause": "optimodel-pause", "coredns": "coredns"}
+    return [what for what, stem in needed.items() if not any(stem in n for n in names)]
 
 
 def free_port() -> int:
@@ -81,23 +109,21 @@ def _port_free(port: int) -> bool:
 class ClusterState:
     """What `up` recorded: enough for `down` to stop exactly it and for clients to reach it."""
 
-    bridge: str
+    link: str
     cidr: str
-    owns_bridge: bool
     ports: dict[str, int]
     processes: list[procs.ProcessRecord] = field(default_factory=list)
 
     @property
     def network(self) -> NetworkConfig:
-        """The bridge configuration."""
-        return NetworkConfig(self.bridge, self.cidr)
+        """The node's link to the host."""
+        return NetworkConfig(self.link, self.cidr)
 
     def to_json(self) -> str:
         """Serialized form for cluster.json."""
         data: dict[str, Any] = {
-            "bridge": self.bridge,
+            "link": self.link,
             "cidr": self.cidr,
-            "ownsBridge": self.owns_bridge,
             "ports": self.ports,
             "processes": [p.to_json() for p in self.processes],
         }
@@ -108,9 +134,8 @@ class ClusterState:
         """Parse cluster.json."""
         data = json.loads(text)
         return cls(
-            bridge=data["bridge"],
+            link=data["link"],
             cidr=data["cidr"],
-            owns_bridge=data["ownsBridge"],
             ports=data["ports"],
             processes=[procs.ProcessRecord.from_json(p) for p in data["processes"]],
         )
@@ -119,12 +144,22 @@ class ClusterState:
 class ControlPlane:
     """One local cluster living in one state directory."""
 
-    def __init__(self, state_dir: Path, bin_dir: Path | None = None, tie_to_caller: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        bin_dir: Path | None = None,
+        tie_to_caller: bool = False,
+        images_dir: Path | None = None,
+        image_store: Path | None = None,
+    ) -> None:
         """`tie_to_caller`: the processes get SIGTERM when the calling thread's process dies (test
-        sessions killed by a timeout then leave nothing behind: the agent cleans up the network)."""
+        sessions killed by a timeout then leave fewer things behind). `image_store`: containerd's
+        root (images, snapshots) when it should outlive the state directory."""
         self.state_dir = state_dir.resolve()
         self.tie_to_caller = tie_to_caller
         self.bin_dir = (bin_dir or default_bin_dir()).resolve()
+        self.images_dir = (images_dir or default_images_dir()).resolve()
+        self.image_store = image_store
         self.pki = Pki(self.state_dir / "pki")
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.logs = self.state_dir / "logs"
@@ -158,18 +193,17 @@ class ControlPlane:
 
     @property
     def host_ip(self) -> str:
-        """The bridge address: pods and clients reach the API server there."""
+        """The host's address on the node's link: the API server advertises it, pods reach test servers there."""
         state = self.load_state()
         if state is None:
             raise ClusterError(f"no cluster recorded in {self.state_dir}")
         return state.network.host_ip
 
     # ----- up ---------------------------------------------------------------------------------
-    def up(self, net: NetworkConfig | None = None, timeout: float = 90.0) -> ClusterState:
+    def up(self, net: NetworkConfig | None = None, timeout: float = 120.0) -> ClusterState:
         """Start the cluster and wait until a pod could run on it; reports an already running one.
 
-        `net` None claims a bridge of its own (test clusters); otherwise that bridge is used and
-        created when missing.
+        `net` None claims a node network of its own (test clusters); otherwise that one is used.
         """
         state = self.load_state()
         if state is not None and self.running():
@@ -179,19 +213,21 @@ class ControlPlane:
         missing = missing_binaries(self.bin_dir)
         if missing:
             raise ClusterError(f"missing {', '.join(missing)} in {self.bin_dir}: run `make k8s-bins`")
+        missing = missing_images(self.images_dir)
+        if missing:
+            raise ClusterError(f"no {' or '.join(missing)} image in {self.images_dir}: run `make images`")
         if os.geteuid() != 0:
-            raise ClusterError("the local cluster needs root: pods get network and mount namespaces")
+            raise ClusterError("the local cluster needs root: the node gets network and mount namespaces")
         if net is None:
-            net, owns = network.claim_test_bridge(), True
+            net = network.claim_test_network()
         else:
-            owns = not network.bridge_exists(net)
-            network.ensure_bridge(net)
+            network.ensure(net)
         old_ports = state.ports if state else {}
         ports = {
             name: old_ports[name] if name in old_ports and _port_free(old_ports[name]) else free_port()
             for name in ("etcd", "etcdPeer", "apiserver", "controllerManager", "scheduler")
         }
-        state = ClusterState(bridge=net.bridge, cidr=net.cidr, owns_bridge=owns, ports=ports)
+        state = ClusterState(link=net.link, cidr=net.cidr, ports=ports)
         self._save(state)
         try:
             self._start(state, timeout)
@@ -200,15 +236,46 @@ class ControlPlane:
             raise
         return state
 
+    def node(self, state: ClusterState) -> Node:
+        """The cluster's node as laid out in the state directory."""
+        net = state.network
+        return Node(
+            NodeLayout(
+                state_dir=self.state_dir / "node",
+                bin_dir=self.bin_dir,
+                cni_bin_dir=cni_bin_dir(self.bin_dir),
+                node_name=NODE_NAME,
+                node_ip=net.node_ip,
+                pod_cidr=net.pod_cidr,
+                cluster_cidr=net.pod_cidr,
+                cgroup_root=f"/optimodel-{net.link}",
+                pause_image=PAUSE_IMAGE,
+                ca_cert=self.pki.ca.cert,
+                kubelet_cert=self.pki.dir / "node.crt",
+                kubelet_key=self.pki.dir / "node.key",
+                containerd_root=self.image_store,
+            ),
+            net,
+        )
+
     def _start(self, state: ClusterState, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         self._make_credentials(state)
+        node = self.node(state)
+        node.prepare(self.state_dir / "kubeconfigs" / "kube-proxy.yaml")
+        self._spawn(state, "containerd", node.containerd_argv(), env=node.env())
         self._spawn(state, "etcd", self._etcd_args(state))
         self._spawn(state, "kube-apiserver", self._apiserver_args(state))
+        self._wait("containerd", deadline, state, node.containerd_ready)
+        try:
+            node.import_images(sorted(self.images_dir.glob("*.tar")))
+        except NodeError as err:
+            raise ClusterError(str(err)) from err
         self._wait("kube-apiserver /readyz", deadline, state, lambda: self._get("/readyz") == "ok")
         self._spawn(state, "kube-controller-manager", self._controller_manager_args(state))
         self._spawn(state, "kube-scheduler", self._scheduler_args(state))
-        self._spawn(state, "node-agent", self._agent_args(state), env=self._agent_env())
+        self._spawn(state, "kubelet", node.kubelet_argv(self.state_dir / "kubeconfigs" / "kubelet.yaml"), node.env())
+        self._spawn(state, "kube-proxy", node.kube_proxy_argv(), node.env())
         self._wait(
             "the default ServiceAccount",
             deadline,
@@ -221,7 +288,9 @@ class ControlPlane:
             state,
             lambda: self._exists("/api/v1/namespaces/default/configmaps/kube-root-ca.crt"),
         )
-        self._wait(f"Node {NODE_NAME} Ready", deadline, state, self._node_ready)
+        self._wait(f"Node {NODE_NAME} Ready and schedulable", deadline, state, self._node_ready)
+        self._apply(coredns_manifests())
+        self._wait("CoreDNS Ready", deadline, state, self._dns_ready)
         self._wait(
             "kube-scheduler /healthz",
             deadline,
@@ -231,27 +300,34 @@ class ControlPlane:
 
     def _make_credentials(self, state: ClusterState) -> None:
         self.pki.ensure_ca()
-        host_ip = state.network.host_ip
-        self.pki.serving_cert("apiserver", ["127.0.0.1", host_ip, SERVICE_IP])
+        net = state.network
+        self.pki.serving_cert("apiserver", ["127.0.0.1", net.host_ip, SERVICE_IP])
         state_kc = self.state_dir / "kubeconfigs"
-        server = f"https://127.0.0.1:{state.ports['apiserver']}"
+        port = state.ports["apiserver"]
         admin = self.pki.client_cert("admin", "optimodel-admin", ("system:masters",))
-        write_kubeconfig(self.kubeconfig, server, self.pki.ca.cert, "optimodel-admin", admin)
-        for name, user in (
-            ("kube-controller-manager", "system:kube-controller-manager"),
-            ("kube-scheduler", "system:kube-scheduler"),
+        write_kubeconfig(self.kubeconfig, f"https://127.0.0.1:{port}", self.pki.ca.cert, "optimodel-admin", admin)
+        # The node's parts live in the node's network namespace: its 127.0.0.1 is not the host's.
+        for name, user, groups, server in (
+            ("kube-controller-manager", "system:kube-controller-manager", (), "127.0.0.1"),
+            ("kube-scheduler", "system:kube-scheduler", (), "127.0.0.1"),
+            ("kubelet", f"system:node:{NODE_NAME}", ("system:nodes",), net.host_ip),
+            ("kube-proxy", "system:kube-proxy", (), net.host_ip),
         ):
             write_kubeconfig(
-                state_kc / f"{name}.yaml", server, self.pki.ca.cert, user, self.pki.client_cert(name, user)
+                state_kc / f"{name}.yaml",
+                f"https://{server}:{port}",
+                self.pki.ca.cert,
+                user,
+                self.pki.client_cert(name, user, groups),
             )
         self.pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",))
-        self.pki.serving_cert("node", [host_ip, "127.0.0.1"], dns=(NODE_NAME, "localhost"))
+        self.pki.serving_cert("node", [net.node_ip], dns=(NODE_NAME,))
 
     def _spawn(self, state: ClusterState, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         if self.tie_to_caller:
-            # The agent cleans up the network on SIGTERM; the rest hold nothing worth a graceful
-            # stop (a kube-apiserver whose etcd is gone hangs in its shutdown).
-            signal = "TERM" if name == "node-agent" else "KILL"
+            # The kubelet and containerd stop their work on SIGTERM; the rest hold nothing worth a
+            # graceful stop (a kube-apiserver whose etcd is gone hangs in its shutdown).
+            signal = "TERM" if name in ("kubelet", "containerd") else "KILL"
             argv = ["setpriv", "--pdeathsig", signal, "--", *argv]
         state.processes.append(procs.spawn(name, argv, self.logs / f"{name}.log", env))
         self._save(state)
@@ -290,7 +366,8 @@ class ControlPlane:
             f"--tls-private-key-file={p / 'apiserver.key'}",
             f"--client-ca-file={p / 'ca.crt'}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--authorization-mode=RBAC",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={p / 'sa.pub'}",
             f"--service-account-signing-key-file={p / 'sa.key'}",
@@ -334,27 +411,6 @@ class ControlPlane:
     def _scheduler_args(self, state: ClusterState) -> list[str]:
         return self._component_args("kube-scheduler", state.ports["scheduler"])
 
-    def _agent_args(self, state: ClusterState) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "optimodel.devcluster.nodeagent",
-            f"--kubeconfig={self.kubeconfig}",
-            f"--state-dir={self.state_dir / 'node'}",
-            f"--bridge={state.bridge}",
-            f"--cidr={state.cidr}",
-            f"--api-port={state.ports['apiserver']}",
-            f"--node-name={NODE_NAME}",
-            f"--pki-dir={self.pki.dir}",
-            *(["--delete-bridge"] if state.owns_bridge else []),
-        ]
-
-    def _agent_env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
     def _wait(self, what: str, deadline: float, state: ClusterState, check: Callable[[], bool]) -> None:
         while True:
             for record in state.processes:
@@ -392,12 +448,34 @@ class ControlPlane:
         return True
 
     def _node_ready(self) -> bool:
+        """Ready, and without the not-ready taint the node-lifecycle controller removes after."""
         try:
             node = json.loads(self._get(f"/api/v1/nodes/{NODE_NAME}"))
         except urllib.error.HTTPError:
             return False
         conditions = node.get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        return ready and not node.get("spec", {}).get("taints")
+
+    def _dns_ready(self) -> bool:
+        pods = json.loads(self._get("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns"))
+        return any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for pod in pods["items"]
+            for c in pod.get("status", {}).get("conditions", [])
+        )
+
+    def _apply(self, objects: list[dict[str, Any]]) -> None:
+        """Server-side apply with the built kubectl (the add-ons are few and applied once per start)."""
+        proc = subprocess.run(
+            [self._bin("kubectl"), f"--kubeconfig={self.kubeconfig}", "apply", "--server-side", "-f", "-"],
+            input=yaml.safe_dump_all(objects),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if proc.returncode != 0:
+            raise ClusterError(f"applying the add-ons: {proc.stderr.strip()}")
 
     def _component_healthy(self, port: int) -> bool:
         ctx = ssl.create_default_context()
@@ -407,18 +485,14 @@ class ControlPlane:
 
     # ----- down / status --------------------------------------------------------------------
     def down(self) -> None:
-        """Stop exactly the recorded processes (newest first), then remove pod namespaces and the bridge."""
+        """Stop exactly the recorded processes (newest first), then whatever still runs in the node
+        (containers, shims), and remove the node's cgroups, namespaces and link."""
         state = self.load_state()
         if state is None:
             return
         for record in reversed(state.processes):
-            procs.stop(record, grace=15.0 if record.name == "node-agent" else 10.0)
-        for path in (self.state_dir / "node").glob("pods/*/procs/*.json"):
-            procs.stop(procs.ProcessRecord.from_json(json.loads(path.read_text())), grace=2.0)
-        if state.owns_bridge:
-            network.delete_bridge(state.network)
-        else:
-            network.cleanup_pods(state.network)
+            procs.stop(record, grace=15.0 if record.name in ("kubelet", "containerd") else 10.0)
+        self.node(state).cleanup()
         state.processes = []
         self._save(state)
 
@@ -430,6 +504,7 @@ class ControlPlane:
         lines = [
             f"kubeconfig: {self.kubeconfig}",
             f"API server: https://{state.network.host_ip}:{state.ports['apiserver']}",
+            f"node: {NODE_NAME} at {state.network.node_ip}, pods in {state.network.pod_cidr}",
         ]
         for record in state.processes:
             lines.append(f"{record.name:<24} pid {record.pid:<8} {'running' if procs.is_alive(record) else 'stopped'}")

@@ -5,26 +5,35 @@ Kept out of conftest.py so that benchmarks and scripts can start a throwaway clu
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import yaml
 from kubernetes import config
 from kubernetes.client import ApiClient
 
-from optimodel.devcluster.controlplane import ClusterError, ControlPlane, default_bin_dir, missing_binaries
+from optimodel.devcluster.controlplane import (
+    ClusterError,
+    ControlPlane,
+    default_bin_dir,
+    default_images_dir,
+    missing_binaries,
+)
 
 
 @dataclass
 class DevCluster:
     """A running cluster as tests see it.
 
-    kubeconfig: admin kubeconfig (system:masters); host_ip: the bridge address pods can reach
-    (bind test servers there); api_port: the API server's port; state_dir: logs and files.
+    kubeconfig: admin kubeconfig (system:masters); host_ip: the host's address on the node's link,
+    which pods can reach (bind test servers there); api_port: the API server's port; state_dir:
+    logs and files; images: the project's images the node has, by role (operator, job, serve).
     """
 
     kubeconfig: Path
@@ -33,6 +42,7 @@ class DevCluster:
     state_dir: Path
     kubectl_bin: Path
     plane: ControlPlane | None = field(default=None, repr=False)
+    images: dict[str, str] = field(default_factory=lambda: project_images(default_images_dir()))
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run kubectl (the built v1.36) with the admin kubeconfig; output captured as text."""
@@ -65,14 +75,48 @@ class DevCluster:
         return self.plane
 
 
+def project_images(images_dir: Path) -> dict[str, str]:
+    """The project's images `make images` built, by role, from the chart values it wrote beside
+    the archives (`.dev/images.yaml`); empty when it has not run."""
+    values = images_dir.parent / "images.yaml"
+    if not values.exists():
+        return {}
+    images = yaml.safe_load(values.read_text())["image"]
+    return {role: f"{images[role]['repository']}:{images[role]['tag']}" for role in ("operator", "job", "serve")}
+
+
+def shared_image_store() -> Path | None:
+    """The image store test clusters share across sessions (in the build cache, beside the images),
+    locked for as long as this process lives; None when another session holds it.
+
+    Importing the optimizer image (TensorFlow, gigabytes) takes a minute; a store that already
+    holds this build's images imports nothing. A second session at the same time gets its own.
+    """
+    xdg_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    cache = Path(os.environ.get("OPTIMODEL_CACHE") or xdg_cache / "optimodel")
+    store = cache / "node-image-store"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(store.with_suffix(".lock"), "w")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    _held_locks.append(lock)
+    return store
+
+
+_held_locks: list[IO[str]] = []
+
+
 def start_throwaway(state_dir: Path | None = None) -> DevCluster:
-    """A fresh cluster in a temporary directory on free ports with a bridge of its own."""
+    """A fresh cluster in a temporary directory on free ports with a node network of its own."""
     bin_dir = default_bin_dir()
     missing = missing_binaries(bin_dir)
     if missing:
         raise ClusterError(f"missing {', '.join(missing)} in {bin_dir}: run `make k8s-bins`")
     state = state_dir or Path(tempfile.mkdtemp(prefix="optimodel-cluster-"))
-    plane = ControlPlane(state, bin_dir, tie_to_caller=True)
+    plane = ControlPlane(state, bin_dir, tie_to_caller=True, image_store=shared_image_store())
     plane.up(None)
     return DevCluster(plane.kubeconfig, plane.host_ip, plane.api_port, plane.state_dir, bin_dir / "kubectl", plane)
 

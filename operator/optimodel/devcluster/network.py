@@ -1,20 +1,21 @@
-"""Host bridge and per-pod network namespaces, made with iproute2.
+"""The node's network namespace and its link to the host, made with iproute2.
 
-The launcher owns the bridge (its address is where pods reach the API server); the node agent
-gives each pod a network namespace joined to the bridge by a veth pair, an address in the
-bridge's subnet and a default route via the bridge. Everything is named after the bridge, so
-`cleanup` finds exactly what one cluster made. No forwarding or NAT is enabled: pods reach the
-bridge address and each other, the host reaches pods, and the host's own networking is untouched.
+The node (containerd, the kubelet, kube-proxy and every pod) lives in a network namespace of its
+own, as a kind node lives in a container: kube-proxy's and the kubelet's iptables rules, the pods'
+bridge and the forwarding switch are the node's, never the host's, and several clusters can run
+side by side. A veth pair joins the node to the host: the host side carries the address the API
+server advertises (pods and tests reach servers bound there), the node side the node's address;
+a host route sends the pods' subnet to the node. Deleting the namespace removes all of it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import subprocess
-import threading
 from dataclasses import dataclass
+from pathlib import Path
 
-DEFAULT_BRIDGE = "omb0"
+DEFAULT_LINK = "omb0"
 DEFAULT_CIDR = "10.213.0.1/24"
 _TEST_SUBNETS = range(1, 250)
 
@@ -32,9 +33,12 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """A bridge name and its host address with prefix, e.g. omb0 and 10.213.0.1/24."""
+    """The host side of the node's link and its address/prefix, e.g. omb0 and 10.213.0.1/24.
 
-    bridge: str = DEFAULT_BRIDGE
+    The node takes the next address of that subnet; the pods take 10.214.<third octet>.0/24.
+    """
+
+    link: str = DEFAULT_LINK
     cidr: str = DEFAULT_CIDR
 
     @property
@@ -44,126 +48,90 @@ class NetworkConfig:
 
     @property
     def host_ip(self) -> str:
-        """The bridge address: pods reach the API server and test servers here."""
+        """The host's address on the link: the API server advertises it, pods reach test servers there."""
         return str(self.interface.ip)
 
-    def netns(self, ip: str) -> str:
-        """Network namespace name of the pod with address `ip`."""
-        return f"{self.bridge}-{ip.rsplit('.', 1)[1]}"
+    @property
+    def node_ip(self) -> str:
+        """The node's address (its InternalIP): the kubelet and NodePorts listen there."""
+        return str(self.interface.ip + 1)
 
-    def host_veth(self, ip: str) -> str:
-        """Host-side veth name of the pod with address `ip` (at most 15 characters)."""
-        return f"{self.bridge}v{ip.rsplit('.', 1)[1]}"
+    @property
+    def pod_cidr(self) -> str:
+        """The pods' subnet behind the node's bridge."""
+        third = str(self.interface.ip).split(".")[2]
+        return f"10.214.{third}.0/24"
+
+    @property
+    def netns(self) -> str:
+        """The node's network namespace (under /run/netns)."""
+        return f"{self.link}-node"
+
+    @property
+    def netns_path(self) -> Path:
+        """The file that holds the namespace, for nsenter."""
+        return Path("/run/netns") / self.netns
 
 
-def bridge_exists(cfg: NetworkConfig) -> bool:
-    """True when the bridge link exists."""
-    return _ip("link", "show", cfg.bridge, check=False).returncode == 0
+def exists(cfg: NetworkConfig) -> bool:
+    """True when the node's namespace exists."""
+    return cfg.netns_path.exists()
 
 
-def create_bridge(cfg: NetworkConfig) -> None:
-    """Create the bridge with its address; raises NetworkError when the name is taken."""
-    _ip("link", "add", cfg.bridge, "type", "bridge")
+def create(cfg: NetworkConfig) -> None:
+    """Make the node's namespace, the link, the addresses and routes; raises NetworkError when the
+    namespace name is taken (the atomic claim of two clusters racing for one name)."""
+    _ip("netns", "add", cfg.netns)
     try:
-        _ip("addr", "add", cfg.cidr, "dev", cfg.bridge)
-        _ip("link", "set", cfg.bridge, "up")
-    except NetworkError:
-        _ip("link", "del", cfg.bridge, check=False)
-        raise
+        _ip("link", "add", cfg.link, "type", "veth", "peer", "name", "eth0", "netns", cfg.netns)
+        _ip("addr", "add", cfg.cidr, "dev", cfg.link)
+        _ip("link", "set", cfg.link, "up")
+        prefix = cfg.interface.network.prefixlen
+        batch = (
+            "link set lo up\n"
+            f"addr add {cfg.node_ip}/{prefix} dev eth0\n"
+            "link set eth0 up\n"
+            f"route add default via {cfg.host_ip}\n"
+        )
+        proc = subprocess.run(["ip", "-n", cfg.netns, "-batch", "-"], input=batch, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise NetworkError(f"configuring {cfg.netns}: {proc.stderr.strip()}")
+        _ip("route", "add", cfg.pod_cidr, "via", cfg.node_ip, "dev", cfg.link)
+        # The node routes between its pods' bridge and the link: forwarding is per namespace.
+        subprocess.run(
+            ["ip", "netns", "exec", cfg.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            check=True,
+            capture_output=True,
+        )
+    except (NetworkError, subprocess.CalledProcessError) as err:
+        delete(cfg)
+        raise NetworkError(f"setting up {cfg.netns}: {err}") from err
 
 
-def ensure_bridge(cfg: NetworkConfig) -> None:
-    """Create the bridge unless it exists (idempotent `up`)."""
-    if not bridge_exists(cfg):
-        create_bridge(cfg)
+def ensure(cfg: NetworkConfig) -> bool:
+    """Create the node's network unless it exists; True when this call created it."""
+    if exists(cfg):
+        return False
+    create(cfg)
+    return True
 
 
-def claim_test_bridge(prefix: str = "omt") -> NetworkConfig:
-    """Create a bridge no other cluster on this machine uses (concurrent test sessions).
-
-    Creating the link is the atomic claim: two sessions racing for one name see one fail.
-    """
+def claim_test_network(prefix: str = "omt") -> NetworkConfig:
+    """Create a node network no other cluster on this machine uses (concurrent test sessions)."""
     used = _ip("-o", "-4", "addr", "show").stdout
     for n in _TEST_SUBNETS:
-        cfg = NetworkConfig(bridge=f"{prefix}{n}", cidr=f"10.213.{n}.1/24")
-        if bridge_exists(cfg) or f" 10.213.{n}." in used:
+        cfg = NetworkConfig(link=f"{prefix}{n}", cidr=f"10.213.{n}.1/24")
+        if exists(cfg) or f" 10.213.{n}." in used:
             continue
         try:
-            create_bridge(cfg)
+            create(cfg)
         except NetworkError:
             continue
         return cfg
-    raise NetworkError("no free bridge name/subnet left for a test cluster")
+    raise NetworkError("no free link name/subnet left for a test cluster")
 
 
-def delete_bridge(cfg: NetworkConfig) -> None:
-    """Remove the pods' links and namespaces of this bridge, then the bridge itself."""
-    cleanup_pods(cfg)
-    _ip("link", "del", cfg.bridge, check=False)
-
-
-def create_pod_network(cfg: NetworkConfig, ip: str) -> str:
-    """Make the pod's namespace, veth pair, address and default route; returns the netns name."""
-    ns, veth = cfg.netns(ip), cfg.host_veth(ip)
-    delete_pod_network(cfg, ip)
-    _ip("netns", "add", ns)
-    try:
-        _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-        _ip("link", "set", veth, "master", cfg.bridge, "up")
-        prefix = cfg.interface.network.prefixlen
-        batch = (
-            f"link set lo up\naddr add {ip}/{prefix} dev eth0\nlink set eth0 up\nroute add default via {cfg.host_ip}\n"
-        )
-        proc = subprocess.run(["ip", "-n", ns, "-batch", "-"], input=batch, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise NetworkError(f"configuring {ns}: {proc.stderr.strip()}")
-    except NetworkError:
-        delete_pod_network(cfg, ip)
-        raise
-    return ns
-
-
-def delete_pod_network(cfg: NetworkConfig, ip: str) -> None:
-    """Remove the pod's namespace and veth; no-op when already gone.
-
-    The host's neighbour (ARP) entry goes too: the next pod given this address has another MAC,
-    and a stale entry would black-hole traffic to it for up to a minute.
-    """
-    _ip("netns", "del", cfg.netns(ip), check=False)
-    _ip("link", "del", cfg.host_veth(ip), check=False)
-    _ip("neigh", "flush", "to", ip, "dev", cfg.bridge, check=False)
-
-
-def cleanup_pods(cfg: NetworkConfig) -> None:
-    """Remove every pod namespace and veth named after this bridge (orphans included)."""
-    for line in _ip("netns", "list", check=False).stdout.splitlines():
-        name = line.split()[0] if line.strip() else ""
-        if name.startswith(f"{cfg.bridge}-"):
-            _ip("netns", "del", name, check=False)
-    for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if name.startswith(f"{cfg.bridge}v"):
-            _ip("link", "del", name, check=False)
-
-
-class IpPool:
-    """Hands out pod addresses from the bridge subnet (the bridge address excluded)."""
-
-    def __init__(self, cfg: NetworkConfig) -> None:
-        self._free = [str(h) for h in cfg.interface.network.hosts() if str(h) != cfg.host_ip]
-        self._used: set[str] = set()
-        self._lock = threading.Lock()
-
-    def allocate(self) -> str:
-        """The lowest free address; raises when the subnet is full."""
-        with self._lock:
-            for ip in self._free:
-                if ip not in self._used:
-                    self._used.add(ip)
-                    return ip
-        raise NetworkError("pod subnet exhausted")
-
-    def release(self, ip: str) -> None:
-        """Return an address to the pool."""
-        with self._lock:
-            self._used.discard(ip)
+def delete(cfg: NetworkConfig) -> None:
+    """Remove the node's namespace (its bridge, pod links and rules go with it) and the host link."""
+    _ip("netns", "del", cfg.netns, check=False)
+    _ip("link", "del", cfg.link, check=False)

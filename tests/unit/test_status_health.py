@@ -26,24 +26,10 @@ from optimodel.reconcile import (
 from optimodel.reconcile import reasons as r
 from optimodel.reconcile.conditions import Condition, find
 from optimodel.reconcile.status import OptimizedModelStatus
+from tests.support.kstatus import kstatus
 from tests.unit.test_reconcile import T0, T1, deployment, observed, report, spec
 
 JOB = "digits-1212121212"
-
-
-def kstatus(generation: int, status: dict[str, Any] | None) -> str:
-    """kstatus's reading of a custom resource (sigs.k8s.io/cli-utils, see FACTS: GitOps engines)."""
-    status = status or {}
-    if "observedGeneration" in status and status["observedGeneration"] != generation:
-        return "InProgress"
-    conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
-    if conditions.get("Reconciling") == "True":
-        return "InProgress"
-    if conditions.get("Stalled") == "True":
-        return "Failed"
-    if "Ready" in conditions:
-        return "Current" if conditions["Ready"] == "True" else "InProgress"
-    return "Current"
 
 
 def _crd_status_default() -> dict[str, Any]:

@@ -246,7 +246,7 @@ def _candidate_lines(summary: Mapping[str, Any]) -> list[str]:
     if not candidate:
         return ["Candidate:     none yet"]
     kind = " ".join(str(candidate[k]) for k in ("method", "quantization") if candidate.get(k))
-    if candidate.get("chosen"):
+    if candidate.get("method") == "auto" and candidate.get("chosen"):
         kind += f" (chose {candidate['chosen']} of {candidate.get('tried', 1)})"
     parts = [_short(candidate.get("sha256")) or "no model", kind]
     if candidate.get("size"):

@@ -25,7 +25,7 @@ help:
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip==25.3
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[optimizer,serve,operator,devcluster,dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[optimizer,serve,operator,kubectl,devcluster,dev]'
 	touch $@
 
 venv: $(STAMP)

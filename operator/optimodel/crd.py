@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from optimodel.reconcile.status import OptimizedModelStatus
+from optimodel.reconcile.status import NOT_OBSERVED, OptimizedModelStatus
 from optimodel.spec import (
     API_GROUP,
     API_VERSION,
@@ -209,6 +209,9 @@ def spec_schema() -> dict[str, Any]:
 def status_schema() -> dict[str, Any]:
     schema = _schema(OptimizedModelStatus, defaults=False)
     schema["description"] = "Observed state, written by the operator through the status subresource."
+    # Until the operator writes it, status reads {observedGeneration: -1} (Flux's CRDs do the same):
+    # kstatus then sees a generation not yet observed and says InProgress rather than Current.
+    schema["default"] = {"observedGeneration": NOT_OBSERVED}
     conditions = schema["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]

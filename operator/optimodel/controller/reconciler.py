@@ -34,6 +34,7 @@ from optimodel.reconcile import (
     compute_outcome,
     current_job,
     desired_children,
+    previous_status,
 )
 from optimodel.reconcile import reasons as r
 from optimodel.resources import RETRY_ANNOTATION, Owner, PodDefaults, job_image, serving_name
@@ -45,13 +46,6 @@ EventSink = Callable[[dict[str, Any], Event], None]
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _previous(body: dict[str, Any]) -> OptimizedModelStatus | None:
-    try:
-        return OptimizedModelStatus.model_validate(body["status"]) if body.get("status") else None
-    except ValidationError:
-        return None  # written by an older operator: recomputed from scratch
 
 
 def status_patch(status: OptimizedModelStatus) -> dict[str, Any]:
@@ -133,7 +127,7 @@ class Reconciler:
             owner=owner,
             generation=meta.get("generation", 0),
             spec=None,
-            previous=_previous(body),
+            previous=previous_status(body.get("status")),
             retry_requested=(meta.get("annotations") or {}).get(RETRY_ANNOTATION),
             deployment=self.kube.get_deployment(owner.namespace, serving_name(owner)),
             autoscaler=self.kube.get_autoscaler(owner.namespace, serving_name(owner)),

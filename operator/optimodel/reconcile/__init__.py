@@ -15,9 +15,10 @@ from optimodel.reconcile.observed import (
 )
 from optimodel.reconcile.outcome import Outcome, compute_outcome
 from optimodel.reconcile.retry import Retry, current_job, decide_retry, retry_command, retry_pending
-from optimodel.reconcile.status import OptimizedModelStatus
+from optimodel.reconcile.status import NOT_OBSERVED, OptimizedModelStatus, previous_status
 
 __all__ = [
+    "NOT_OBSERVED",
     "AutoscalerObservation",
     "DeploymentObservation",
     "Desired",
@@ -34,6 +35,7 @@ __all__ = [
     "decide_retry",
     "desired_children",
     "gate_results",
+    "previous_status",
     "retry_command",
     "retry_pending",
 ]

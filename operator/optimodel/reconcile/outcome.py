@@ -280,7 +280,10 @@ def compute_outcome(observed: Observed, now: str) -> Outcome:
     progress = _progress(observed)
     gates = _gates_condition(observed, passed)
     ready = _ready(observed, progress, passed, gates)
-    reconciling = ready.phase in (r.PENDING, r.OPTIMIZING, r.ROLLING_OUT) and not ready.stalled
+    # kstatus reads Stalled=True as Failed and Reconciling=True as InProgress: a resource that does
+    # not serve its current spec is exactly one of the two, never both, with the reason and message of
+    # what blocks it; a serving one is neither.
+    reconciling = not ready.ok and not ready.stalled
     wanted = [
         condition(r.OPTIMIZED, progress.ok, progress.reason, progress.message),
         gates,

@@ -6,7 +6,10 @@ prunes a field the operator writes, and the printer columns point at fields that
 
 from __future__ import annotations
 
-from pydantic import Field
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import Field, ValidationError
 
 from optimodel.reconcile.conditions import Condition
 from optimodel.report import GateResult, Wire
@@ -78,10 +81,17 @@ class UsedResult(Wire):
 
 
 MAX_USED_RESULTS = 50
+# `status.observedGeneration` before the operator has judged any generation: the CRD's default for
+# `status` (as in Flux's own CRDs), so kstatus reads a new resource as InProgress, never as Current.
+NOT_OBSERVED: Final = -1
 
 
 class OptimizedModelStatus(Wire):
-    observed_generation: int = Field(0, description="metadata.generation this status was computed for.")
+    observed_generation: int = Field(
+        NOT_OBSERVED,
+        description="metadata.generation this status was computed for; -1 until the operator has judged "
+        "the resource, so that a new resource reads as in progress to kstatus (Flux) and Argo CD.",
+    )
     phase: str = Field(description="Pending, Optimizing, GatesFailed, RollingOut, Ready or Failed.")
     message: str = Field("", description="One line on the current state; conditions have the detail.")
     recipe_key: str | None = Field(None, description="Key of the recipe: source version + spec + image.")
@@ -103,3 +113,18 @@ class OptimizedModelStatus(Wire):
     conditions: list[Condition] = Field(
         default_factory=list, description="Optimized, GatesPassed, Ready, Reconciling, Stalled."
     )
+
+
+def previous_status(raw: Mapping[str, Any] | None) -> OptimizedModelStatus | None:
+    """The status the operator wrote last, or None when it has written none for this resource.
+
+    The API server fills an unwritten status with the CRD's default (`observedGeneration: -1`);
+    that is no status to keep transition times from. A status an older operator wrote that no
+    longer parses is recomputed from scratch the same way.
+    """
+    if not raw or raw.get("observedGeneration", NOT_OBSERVED) == NOT_OBSERVED:
+        return None
+    try:
+        return OptimizedModelStatus.model_validate(raw)
+    except ValidationError:
+        return None

@@ -3,7 +3,9 @@
 May import aiohttp and every `optimodel.serve` module; it is the only place that knows them all.
 
 Lifecycle: the server listens at once (liveness answers while the model downloads), the loader runs
-in a thread, and readiness turns true only when the model is verified, loaded and warmed up.
+in a thread, and readiness turns true only when the model is verified, loaded and warmed up. A model
+that cannot be fetched yet (store unreachable, object missing) is retried with backoff, so the pod
+becomes ready by itself once the object is there.
 
 Shutdown keeps every client's request (a rollout or scale-in must cost clients nothing). On SIGTERM
 or SIGINT: readiness turns 503 at once, but the server keeps accepting and answering for
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import shutil
 import signal
 import tempfile
@@ -35,6 +38,7 @@ import uvloop
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from optimodel.backoff import Backoff
 from optimodel.serve import loader, v1, v2
 from optimodel.serve.dataplane import MAX_REQUEST_ROWS, DataPlane, encode_json
 from optimodel.serve.errors import (
@@ -54,7 +58,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CLOSE_SECONDS = 2.0  # after the drain, for a request that arrived on a keep-alive connection meanwhile
-_RETRY_FIRST_S, _RETRY_MAX_S = 1.0, 30.0
+LOAD_BACKOFF = Backoff(first_s=1.0, cap_s=30.0)  # a model that cannot be fetched yet is tried again
 
 
 @dataclass(frozen=True)
@@ -215,8 +219,9 @@ async def _load(
     in_flight: InFlight,
     before_ready: Callable[[], Awaitable[None]] | None,
 ) -> None:
-    """Load in a thread; retry outages with backoff; on a permanent failure stay live and unready."""
-    delay = _RETRY_FIRST_S
+    """Load in a thread; retry what may clear (an outage, a missing object) with backoff and jitter,
+    saying why in readiness meanwhile; on a permanent failure stay live and unready."""
+    failures = 0
     while True:
         try:
             models = await asyncio.to_thread(loader.load, settings.load)
@@ -226,9 +231,11 @@ async def _load(
                 log.error("model %r will not be served: %s", plane.name, error)
                 plane.fail(str(error))
                 return
-            log.warning("cannot load model %r yet, retrying in %.0f s: %s", plane.name, delay, error)
+            failures += 1
+            delay = LOAD_BACKOFF.delay(failures, random.random())
+            log.warning("cannot load model %r yet, retrying in %.1f s: %s", plane.name, delay, error)
+            plane.waiting(f"(attempt {failures} failed, retrying in {delay:.1f} s: {error})")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_MAX_S)
     holder.pool = InterpreterPool(models, metrics, in_flight.alone)
     holder.batcher = Batcher(holder.pool, settings.max_batch_size, settings.batch_wait_ms / 1000)
     if before_ready is not None:

@@ -97,6 +97,11 @@ class DataPlane:
         self._signature, self._batcher = signature, batcher
         self.state = ModelState("READY")
 
+    def waiting(self, message: str) -> None:
+        """Still loading, and why it takes longer (readiness and v1 status show the message)."""
+        if self.state.phase == "LOADING":
+            self.state = ModelState("LOADING", message)
+
     def fail(self, message: str) -> None:
         self.state = ModelState("FAILED", message)
 

@@ -14,10 +14,18 @@ from optimodel.reconcile.observed import (
     Problem,
 )
 from optimodel.reconcile.outcome import Outcome, compute_outcome
-from optimodel.reconcile.retry import Retry, current_job, decide_retry, retry_command, retry_pending
+from optimodel.reconcile.retry import (
+    Retry,
+    current_job,
+    decide_retry,
+    remember_failure,
+    retry_command,
+    retry_pending,
+)
 from optimodel.reconcile.status import OptimizedModelStatus
 
 __all__ = [
+    "remember_failure",
     "AutoscalerObservation",
     "DeploymentObservation",
     "Desired",

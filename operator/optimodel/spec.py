@@ -268,6 +268,10 @@ class Serving(Model):
     batch_wait_ms: float = Field(
         2, ge=0, le=1000,
         description="How long a batch may wait for more requests while another call runs; 0 turns batching off.")
+    max_request_rows: int = Field(
+        1024, ge=1, le=1_048_576,
+        description="Rows one request may carry; larger requests get 413. The interpreter's memory grows "
+        "with the batch, so this bounds what one request can cost a pod.")
     port: int = Field(8501, ge=1024, le=65_535, description="HTTP port of the server.")
     image: str | None = Field(None, description="Serving image; default from the operator's settings.")
     resources: dict[str, dict[str, int | str]] | None = Field(

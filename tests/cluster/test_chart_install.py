@@ -1,9 +1,10 @@
 """The Helm chart installed for real on the local control plane.
 
 `helm install` the chart with the images `make images` built (CRD, RBAC, the operator Deployment
-running `optimodel operator` in the operator image on the real node), check the CRD, the Deployment, the probes and metrics, the RBAC as the operator's
-ServiceAccount sees it, then `helm uninstall`. The operator watches only a namespace of its own, so
-it never touches what other tests in the same session create.
+running `optimodel operator` in the operator image on the real node), check the CRD, the
+Deployment, the probes and metrics, the RBAC as the operator's ServiceAccount sees it, then `helm
+uninstall`. The operator watches only a namespace of its own, so it never touches what other tests
+in the same session create.
 """
 
 from __future__ import annotations

@@ -183,3 +183,26 @@ def test_security_context_is_settable(run_as_user: int | None) -> None:
     context = build_job(make_spec(), OWNER, RECIPE, defaults)["spec"]["template"]["spec"]["securityContext"]
     assert context["runAsNonRoot"] is True
     assert context.get("runAsUser") == run_as_user
+
+
+def _flag(args: list[str], flag: str) -> float:
+    return float(args[args.index(flag) + 1])
+
+
+def test_serving_pods_leave_without_dropping_requests() -> None:
+    """kubelet's own sleep (no shell in the image), then the server's delay and drain: all within the
+    grace period, which counts from the start of the preStop hook."""
+    pod = build_deployment(make_spec(), OWNER, ARTIFACT, DEFAULTS)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    pre_stop = container["lifecycle"]["preStop"]
+    assert list(pre_stop) == ["sleep"] and pre_stop["sleep"]["seconds"] >= 5
+    delay = _flag(container["args"], "--drain-delay-seconds")
+    drain = _flag(container["args"], "--drain-seconds")
+    assert delay > 0
+    assert pod["terminationGracePeriodSeconds"] > pre_stop["sleep"]["seconds"] + delay + drain + 2
+
+
+def test_request_row_limit_reaches_the_server() -> None:
+    spec = make_spec(serving={"replicas": 2, "maxRequestRows": 64})
+    args = build_deployment(spec, OWNER, ARTIFACT, DEFAULTS)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert _flag(args, "--max-request-rows") == 64

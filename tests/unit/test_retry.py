@@ -6,15 +6,18 @@ from dataclasses import replace
 
 from optimodel.reconcile import (
     JobObservation,
+    Observed,
     OptimizedModelStatus,
     Problem,
     Retry,
     compute_outcome,
     current_job,
     desired_children,
+    remember_failure,
     retry_pending,
 )
 from optimodel.reconcile import reasons as r
+from optimodel.reconcile.requeue import requeue_delay
 from optimodel.resources import Owner, build_job, job_name
 from tests.unit.test_reconcile import DEFAULTS, OWNER, RECIPE, T0, T1, conditions, deployment, observed, report
 
@@ -203,3 +206,62 @@ def test_retry_job_names_stay_dns_labels() -> None:
     assert again == build_job(spec, OWNER, RECIPE, DEFAULTS, attempt=2, retry_token="x")  # deterministic
     first = build_job(spec, OWNER, RECIPE, DEFAULTS)
     assert again["spec"] == first["spec"]  # the same recipe, run again
+
+
+def after_ttl(failed_status: OptimizedModelStatus, **kwargs: object) -> Observed:
+    """The next reconcile once the failed Job was deleted by its TTL: no Job, the status it left."""
+    return remember_failure(observed(job=None, previous=failed_status, **kwargs))
+
+
+def failed_status() -> OptimizedModelStatus:
+    return compute_outcome(observed(job=FAILED), T0).status
+
+
+def test_a_failed_job_is_recorded_in_status() -> None:
+    record = failed_status().failed_job
+    assert record is not None
+    assert (record.recipe_key, record.job, record.attempt) == (RECIPE, FAILED.name, 1)
+    assert record.reason == "ObjectNotFound" and "does not exist" in record.error
+
+
+def test_a_failed_job_deleted_by_its_ttl_is_not_run_again() -> None:
+    state = after_ttl(failed_status())
+    assert desired_children(state, DEFAULTS).job is None
+    outcome = compute_outcome(state, T1)
+    assert outcome.status.phase == r.FAILED
+    assert conditions(outcome)[r.STALLED] == ("True", r.JOB_FAILED)
+    assert "does not exist" in outcome.status.message
+    assert outcome.status.failed_job == failed_status().failed_job  # kept for the reconciles after
+    assert outcome.events == []  # nothing new to tell
+
+
+def test_a_retry_after_the_ttl_runs_the_next_attempt() -> None:
+    state = after_ttl(failed_status(), retry_requested="1700000001")
+    desired = desired_children(state, DEFAULTS)
+    assert desired.job is not None and desired.job["metadata"]["name"] == "digits-1212121212-2"
+
+
+def test_a_new_recipe_forgets_the_failure() -> None:
+    state = after_ttl(failed_status(), recipe_key="34" * 32)
+    job = desired_children(state, DEFAULTS).job
+    assert job is not None and job["metadata"]["annotations"]["optimodel.io/recipe-key"] == "34" * 32
+    assert compute_outcome(replace(state, job=None), T1).status.failed_job is None
+
+
+def test_requeue_backs_off_exponentially_with_jitter_up_to_a_cap() -> None:
+    ceilings = [requeue_delay(30, failures, 0.0) for failures in range(1, 9)]
+    assert ceilings == [30, 60, 120, 240, 480, 600, 600, 600]
+    assert requeue_delay(30, 10_000, 0.0) == 600  # no overflow after days of failures
+    jittered = [requeue_delay(30, 3, rand) for rand in (0.0, 0.5, 0.999)]
+    assert jittered[0] == 120 and 60 < jittered[2] < jittered[1] < 120  # spread, never above the ceiling
+    assert requeue_delay(30, 1, 0.0, cap_s=10) == 30  # a cap below the first delay does not shorten it
+
+
+def test_a_repeating_cause_posts_one_event() -> None:
+    """An outage seen on every retry (its message changing) is told once, not once per retry."""
+    first = compute_outcome(observed(problem=Problem(r.STORAGE_UNAVAILABLE, "timeout after 5 s", True)), T0)
+    assert r.STORAGE_UNAVAILABLE in [e.reason for e in first.events]
+    again = compute_outcome(
+        observed(problem=Problem(r.STORAGE_UNAVAILABLE, "connection refused", True), previous=first.status), T1
+    )
+    assert again.retry_after is not None and again.events == []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -26,6 +27,7 @@ from optimodel.controller.reconciler import Reconciler
 from optimodel.controller.settings import Settings
 from optimodel.errors import SpecError
 from optimodel.reconcile import Event, retry_pending
+from optimodel.reconcile.requeue import requeue_delay
 from optimodel.resources import RETRY_ANNOTATION
 from optimodel.resources.common import MANAGED_BY
 from optimodel.spec import API_GROUP, API_VERSION, KIND, PLURAL
@@ -54,7 +56,8 @@ class Operator:
         self.deleter = ArtifactDeleter(kube, self.artifacts, self.settings.namespaces, post_event)
         return self.reconciler
 
-    def reconcile(self, namespace: str, name: str) -> None:
+    def reconcile(self, namespace: str, name: str, retry: int = 0) -> None:
+        """`retry`: kopf's count of failed attempts of this handler in a row (0 on the first)."""
         assert self.reconciler is not None, "the startup handler builds the reconciler"
         outcome = self.reconciler.reconcile(namespace, name)
         if outcome is None:
@@ -62,8 +65,11 @@ class Operator:
         if outcome.permanent:
             raise kopf.PermanentError(outcome.permanent)
         if outcome.retry_after:
-            # The pure layer says whether to look again; how soon is OPTIMODEL_RETRY_SECONDS.
-            raise kopf.TemporaryError(outcome.status.message, delay=self.settings.retry_seconds)
+            # The pure layer says whether to look again; how soon backs off from OPTIMODEL_RETRY_SECONDS.
+            # Events are not repeated: the reconciler posts one per condition transition only.
+            settings = self.settings
+            delay = requeue_delay(settings.retry_seconds, retry + 1, random.random(), settings.retry_max_seconds)
+            raise kopf.TemporaryError(outcome.status.message, delay=delay)
 
 
 def _retry_pending(body: kopf.Body, **_: Any) -> bool:
@@ -103,6 +109,9 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
             prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
         )
         settings.posting.level = logging.WARNING  # our Events are explicit; info logs stay logs
+        # kopf's per-attempt logs ("failed temporarily") stay logs: one Event per retry of an outage
+        # would flood the namespace; the reconciler posts one per condition transition instead.
+        settings.posting.loggers = False
         settings.execution.max_workers = operator.settings.workers
         settings.networking.request_timeout = 60
         settings.watching.server_timeout = 300
@@ -117,8 +126,8 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
         initial_delay=operator.settings.resync_seconds,
         registry=registry,
     )
-    def reconcile(name: str, namespace: str | None, **_: Any) -> None:
-        operator.reconcile(namespace or "", name)
+    def reconcile(name: str, namespace: str | None, retry: int = 0, **_: Any) -> None:
+        operator.reconcile(namespace or "", name, retry)
 
     # kopf leaves every `optimodel.io/` annotation out of the diff its update handlers see (the prefix
     # of its own progress storage), so a retry request is caught as an event: any event of a resource

@@ -35,6 +35,7 @@ from optimodel.reconcile import (
     current_job,
     desired_children,
     previous_status,
+    remember_failure,
 )
 from optimodel.reconcile import reasons as r
 from optimodel.resources import RETRY_ANNOTATION, Owner, PodDefaults, job_image, serving_name
@@ -109,6 +110,7 @@ class Reconciler:
 
     def _reconcile(self, body: dict[str, Any]) -> tuple[Outcome, float | None]:
         observed, store = self._observe(body)
+        observed = remember_failure(observed)  # a failed Job deleted by its TTL still counts
         desired = desired_children(observed, self.pods)
         observed = self._apply(body, observed, desired)
         if store is not None:

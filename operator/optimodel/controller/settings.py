@@ -30,7 +30,8 @@ class Settings:
     metrics_port: int = 9090
     health_port: int = 8080
     resync_seconds: int = 60
-    retry_seconds: int = 30
+    retry_seconds: int = 30  # the first retry of a problem that may pass; then doubling, with jitter
+    retry_max_seconds: int = 600
     workers: int = 8
     kubeconfig: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
@@ -55,6 +56,7 @@ class Settings:
             health_port=_int(env, "OPTIMODEL_HEALTH_PORT", 8080),
             resync_seconds=_int(env, "OPTIMODEL_RESYNC_SECONDS", 60),
             retry_seconds=_int(env, "OPTIMODEL_RETRY_SECONDS", 30),
+            retry_max_seconds=_int(env, "OPTIMODEL_RETRY_MAX_SECONDS", 600),
             workers=_int(env, "OPTIMODEL_WORKERS", 8),
             kubeconfig=env.get("KUBECONFIG") or None,
         )

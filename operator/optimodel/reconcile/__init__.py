@@ -14,11 +14,19 @@ from optimodel.reconcile.observed import (
     Problem,
 )
 from optimodel.reconcile.outcome import Outcome, compute_outcome
-from optimodel.reconcile.retry import Retry, current_job, decide_retry, retry_command, retry_pending
+from optimodel.reconcile.retry import (
+    Retry,
+    current_job,
+    decide_retry,
+    remember_failure,
+    retry_command,
+    retry_pending,
+)
 from optimodel.reconcile.status import NOT_OBSERVED, OptimizedModelStatus, previous_status
 
 __all__ = [
     "NOT_OBSERVED",
+    "remember_failure",
     "AutoscalerObservation",
     "DeploymentObservation",
     "Desired",

@@ -17,7 +17,7 @@ from optimodel.reconcile.conditions import Condition, condition, merge_condition
 from optimodel.reconcile.desired import candidate_passed, gate_results, own_autoscaler
 from optimodel.reconcile.event import Event
 from optimodel.reconcile.observed import DeploymentObservation, JobObservation, Observed
-from optimodel.reconcile.retry import handled_retry, retry_command
+from optimodel.reconcile.retry import failure_record, handled_retry, retry_command
 from optimodel.reconcile.status import (
     MAX_USED_RESULTS,
     AutoscalerStatus,
@@ -311,6 +311,7 @@ def compute_outcome(observed: Observed, now: str) -> Outcome:
         gates_summary=f"{sum(g.passed for g in results)}/{len(results)}" if report else None,
         serving=_serving(observed, observed.deployment),
         last_handled_retry_at=handled_retry(observed),
+        failed_job=failure_record(observed),
         results=_used_results(observed),
         conditions=conditions,
     )

@@ -10,6 +10,10 @@ The operator handles each value once and records it in `status.lastHandledRetryA
 - otherwise (a Job running, a result stored, nothing run yet, a spec that cannot run) the value is
   recorded and ignored: a good run is never restarted and a stored result never recomputed.
 
+A failed Job is remembered in `status.failedJob` (see `remember_failure`): when its TTL deletes it,
+the recipe still counts as failed, so the same bad input does not run again every TTL; a retry
+request or a new recipe is still what starts the next Job.
+
 A request is left pending while the operator cannot see what happened (storage unreachable,
 credentials missing): it is handled on the reconcile that can. One value starts at most one Job:
 the Job carries the value it answers, so even a status write lost in a crash starts nothing twice.
@@ -18,11 +22,12 @@ the Job carries the value it answers, so even a status write lost in a crash sta
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from optimodel.reconcile import reasons as r
 from optimodel.reconcile.event import Event
 from optimodel.reconcile.observed import JobObservation, Observed
+from optimodel.reconcile.status import FailedJob
 from optimodel.resources import RETRY_ANNOTATION, Owner
 
 TOKEN_SHOWN = 64  # a token is any string: Events show its beginning
@@ -46,6 +51,43 @@ class Retry:
         if self.failed is not None:
             return Event("Normal", r.RETRY_REQUESTED, f"{request}: Job {job} replaces the failed Job {self.failed}")
         return Event("Normal", r.RETRY_IGNORED, f"{request} recorded, nothing retried: {self.ignored}")
+
+
+def failure_record(observed: Observed) -> FailedJob | None:
+    """What `status.failedJob` records after this reconcile: the current recipe's failed Job, if any."""
+    job = observed.job
+    if observed.result is not None or job is None or job.finished != "Failed" or job.recipe_key is None:
+        return None
+    term = job.termination or {}
+    return FailedJob(
+        recipe_key=job.recipe_key,
+        job=job.name,
+        attempt=job.attempt,
+        reason=str(term.get("reason") or job.condition_reason),
+        error=str(term.get("error") or job.condition_message),
+    )
+
+
+def remember_failure(observed: Observed) -> Observed:
+    """The observation with the remembered failed Job standing in for a deleted one of the same recipe."""
+    previous = observed.previous.failed_job if observed.previous else None
+    if (
+        previous is None
+        or observed.job is not None
+        or observed.result is not None
+        or observed.recipe_key != previous.recipe_key
+    ):
+        return observed
+    job = JobObservation(
+        name=previous.job,
+        recipe_key=previous.recipe_key,
+        attempt=previous.attempt,
+        failed=1,
+        finished="Failed",
+        condition_reason=previous.reason,
+        termination={"error": previous.error, "reason": previous.reason} if previous.error else None,
+    )
+    return replace(observed, job=job)
 
 
 def retry_pending(requested: str | None, handled: str | None) -> bool:

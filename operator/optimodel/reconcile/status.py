@@ -86,6 +86,18 @@ MAX_USED_RESULTS = 50
 NOT_OBSERVED: Final = -1
 
 
+class FailedJob(Wire):
+    """A failed Job of the current recipe, remembered after the Job itself is gone (its TTL, a manual
+    delete): without it the operator would see no Job and no result, and run the same failing recipe
+    again every TTL. Cleared by a new recipe (a spec or source change) or a retry request."""
+
+    recipe_key: str = Field(description="The recipe the Job ran.")
+    job: str = Field(description="The failed Job's name.")
+    attempt: int = Field(1, description="Its attempt number (a retry runs the next one).")
+    reason: str = Field("", description="Why it failed: the Job's condition reason.")
+    error: str = Field("", description="The error its pod reported, or the Job condition's message.")
+
+
 class OptimizedModelStatus(Wire):
     observed_generation: int = Field(
         NOT_OBSERVED,
@@ -105,6 +117,9 @@ class OptimizedModelStatus(Wire):
         description="The last value of the annotation optimodel.io/retry-requested-at the operator handled: "
         "it retried the failed Job, or recorded the request and ignored it because nothing had failed.",
     )
+    failed_job: FailedJob | None = Field(
+        None, description="The failed Job of the current recipe, kept after the Job is deleted so the "
+        "recipe is not run again until the spec changes or a retry is requested.")
     results: list[UsedResult] = Field(
         default_factory=list,
         description=f"Every result this resource has used, oldest first (the last {MAX_USED_RESULTS}): "

@@ -3,6 +3,14 @@
 The artifact's digest sits in the pod template's annotations: a new model changes the template,
 so the Deployment rolls (maxUnavailable 0: the old pods serve until the new ones are ready). The
 same annotations tell the operator, level-triggered, which artifact is being served.
+
+A pod leaving (rollout, scale-in, deletion) drops no request. Its endpoint turns terminating as soon
+as it is deleted, but kube-proxy and other load balancers learn it a moment later: the preStop hook
+(kubelet's own `sleep` action, GA in Kubernetes 1.34: the image needs no shell) keeps the server
+untouched meanwhile; then SIGTERM makes it unready while it still serves for `DRAIN_DELAY_SECONDS`,
+answering `Connection: close` so keep-alive clients move to another pod; then it closes its listener
+and finishes what is in flight within `DRAIN_SECONDS`. The grace period, counted from the start of
+the preStop hook, covers all three with a margin, so no request is cut by SIGKILL.
 """
 
 from __future__ import annotations
@@ -31,6 +39,11 @@ from optimodel.spec import OptimizedModelSpec
 CONTAINER = "serve"
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
+PRESTOP_SLEEP_SECONDS = 5  # endpoint removal reaching kube-proxy on every node
+DRAIN_DELAY_SECONDS = 2  # unready but serving after SIGTERM: a margin for slower load balancers
+DRAIN_SECONDS = 30  # requests in flight once the listener closed
+GRACE_MARGIN_SECONDS = 5
+TERMINATION_GRACE_SECONDS = PRESTOP_SLEEP_SECONDS + DRAIN_DELAY_SECONDS + DRAIN_SECONDS + GRACE_MARGIN_SECONDS
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,12 @@ def serve_args(spec: OptimizedModelSpec, name: str, artifact: ServedArtifact) ->
         str(serving.max_batch_size),
         "--batch-wait-ms",
         f"{serving.batch_wait_ms:g}",
+        "--max-request-rows",
+        str(serving.max_request_rows),
+        "--drain-delay-seconds",
+        str(DRAIN_DELAY_SECONDS),
+        "--drain-seconds",
+        str(DRAIN_SECONDS),
         "--s3-region",
         s3.region,
         "--s3-addressing-style",
@@ -118,6 +137,7 @@ def build_deployment(
         "readinessProbe": _probe(READY_PATH, port, period=2, failures=3),
         "livenessProbe": _probe(LIVE_PATH, port, period=10, failures=3),
         "startupProbe": _probe(LIVE_PATH, port, period=2, failures=150),
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
         "resources": resources(spec.serving.resources),
         "securityContext": container_security(),
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
@@ -140,6 +160,7 @@ def build_deployment(
                 },
                 "spec": {
                     "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "securityContext": pod_security(defaults),
                     "containers": [container],
                     "volumes": [{"name": "scratch", "emptyDir": {}}],

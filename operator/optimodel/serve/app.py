@@ -3,15 +3,28 @@
 May import aiohttp and every `optimodel.serve` module; it is the only place that knows them all.
 
 Lifecycle: the server listens at once (liveness answers while the model downloads), the loader runs
-in a thread, and readiness turns true only when the model is verified, loaded and warmed up. On
-SIGTERM or SIGINT readiness turns false, the listening socket closes, requests in flight finish
-(up to `drain_seconds`), and `serve` returns 0.
+in a thread, and readiness turns true only when the model is verified, loaded and warmed up. A model
+that cannot be fetched yet (store unreachable, object missing) is retried with backoff, so the pod
+becomes ready by itself once the object is there.
+
+Shutdown keeps every client's request (a rollout or scale-in must cost clients nothing). On SIGTERM
+or SIGINT: readiness turns 503 at once, but the server keeps accepting and answering for
+`drain_delay_seconds`, the time load balancers and kube-proxy need to stop sending new connections
+here; every answer from then on carries `Connection: close`, so keep-alive clients reconnect (to
+another replica) after their current request instead of finding a closed socket. Then the listening
+socket closes, idle connections close, requests in flight finish (up to `drain_seconds`), and
+`serve` returns 0.
+
+Admission: requests beyond `max_in_flight` inference calls are refused at once with 429 and
+`Retry-After` (bounded memory and latency for the admitted ones); probes and `/metrics` are never
+refused. Bodies come through `intake` (size limit, read timeout, large ones decoded off the loop).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import shutil
 import signal
 import tempfile
@@ -25,9 +38,18 @@ import uvloop
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from optimodel.backoff import Backoff
 from optimodel.serve import loader, v1, v2
-from optimodel.serve.dataplane import DataPlane, encode_json
-from optimodel.serve.errors import LoadError, ServeError, from_http_status, http_status
+from optimodel.serve.dataplane import MAX_REQUEST_ROWS, DataPlane, encode_json
+from optimodel.serve.errors import (
+    LoadError,
+    ServeError,
+    TooManyRequests,
+    from_http_status,
+    http_headers,
+    http_status,
+)
+from optimodel.serve.intake import Intake
 from optimodel.serve.metrics import CONTENT_TYPE, Metrics
 from optimodel.serve.pool import Batcher, InterpreterPool
 
@@ -35,7 +57,8 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_RETRY_FIRST_S, _RETRY_MAX_S = 1.0, 30.0
+CLOSE_SECONDS = 2.0  # after the drain, for a request that arrived on a keep-alive connection meanwhile
+LOAD_BACKOFF = Backoff(first_s=1.0, cap_s=30.0)  # a model that cannot be fetched yet is tried again
 
 
 @dataclass(frozen=True)
@@ -49,11 +72,24 @@ class ServerSettings:
     drain_seconds: float
     load: loader.LoadSettings
     workers: int = 1  # server processes sharing the port (see `workers`); `serve` is one of them
+    drain_delay_seconds: float = 0.0  # after SIGTERM, unready but still accepting, before closing
+    max_request_rows: int = MAX_REQUEST_ROWS
+    max_in_flight: int = 64  # inference requests per process; more get 429
+    read_timeout_seconds: float = 30.0  # for a request body to arrive
+    keepalive_timeout_seconds: float = 30.0  # idle keep-alive connections close after this
+
+    @property
+    def shutdown_seconds(self) -> float:
+        """The longest a shutdown may take: the delay, the drain, the final close."""
+        return self.drain_delay_seconds + self.drain_seconds + CLOSE_SECONDS
 
 
 def _error_response(error: ServeError) -> web.Response:
     return web.Response(
-        body=encode_json({"error": str(error)}), status=http_status(error), content_type="application/json"
+        body=encode_json({"error": str(error)}),
+        status=http_status(error),
+        content_type="application/json",
+        headers=http_headers(error),
     )
 
 
@@ -62,16 +98,37 @@ class InFlight:
 
     def __init__(self) -> None:
         self.count = 0
+        self._idle: asyncio.Event | None = None
 
     def alone(self) -> bool:
         return self.count <= 1
+
+    def enter(self) -> None:
+        self.count += 1
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Until no request is in flight (True) or `timeout` seconds passed (False)."""
+        if self.count == 0:
+            return True
+        self._idle = asyncio.Event()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
 
 # A probe answering 503 while the model loads reports a state, not an error: not counted as one.
 PROBE_ROUTES = ("/health/live", "/health/ready", "/ready")
 
 
-def _middleware(metrics: Metrics, in_flight: InFlight) -> Middleware:
+def _middleware(metrics: Metrics, in_flight: InFlight, plane: DataPlane, max_in_flight: int) -> Middleware:
     # prometheus' `labels()` takes a lock and builds a key per call: keep the children per label set
     latency: dict[tuple[str, str], Any] = {}
     answered: dict[tuple[str, str, int], Any] = {}
@@ -98,8 +155,12 @@ def _middleware(metrics: Metrics, in_flight: InFlight) -> Middleware:
         route = resource.canonical if resource is not None else "unmatched"
         started = time.perf_counter()
         metrics.in_flight.inc()
-        in_flight.count += 1
+        in_flight.enter()
         try:
+            if request.method == "POST" and in_flight.count > max_in_flight:
+                raise TooManyRequests(
+                    f"{max_in_flight} requests in flight already: retry shortly", retry_after_seconds=1
+                )
             response = await handler(request)
         except ServeError as error:
             response = _error_response(error)
@@ -114,23 +175,25 @@ def _middleware(metrics: Metrics, in_flight: InFlight) -> Middleware:
             response = _error_response(ServeError("internal error; see the server log"))
         finally:
             metrics.in_flight.dec()
-            in_flight.count -= 1
+            in_flight.leave()
         count(protocol, route, response.status, time.perf_counter() - started)
+        if plane.state.phase == "DRAINING":
+            response.force_close()  # `Connection: close`: the client's next request opens a new connection
         return response
 
     return handle
 
 
 def build_app(
-    settings: ServerSettings, plane: DataPlane, metrics: Metrics, in_flight: InFlight
+    settings: ServerSettings, plane: DataPlane, metrics: Metrics, in_flight: InFlight, intake: Intake
 ) -> web.Application:
-    middleware = _middleware(metrics, in_flight)
+    middleware = _middleware(metrics, in_flight, plane, settings.max_in_flight)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[middleware])
 
     async def render_metrics(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
-    app.add_routes([web.get("/metrics", render_metrics), *v1.routes(plane), *v2.routes(plane)])
+    app.add_routes([web.get("/metrics", render_metrics), *v1.routes(plane, intake), *v2.routes(plane, intake)])
     return app
 
 
@@ -156,8 +219,9 @@ async def _load(
     in_flight: InFlight,
     before_ready: Callable[[], Awaitable[None]] | None,
 ) -> None:
-    """Load in a thread; retry outages with backoff; on a permanent failure stay live and unready."""
-    delay = _RETRY_FIRST_S
+    """Load in a thread; retry what may clear (an outage, a missing object) with backoff and jitter,
+    saying why in readiness meanwhile; on a permanent failure stay live and unready."""
+    failures = 0
     while True:
         try:
             models = await asyncio.to_thread(loader.load, settings.load)
@@ -167,9 +231,11 @@ async def _load(
                 log.error("model %r will not be served: %s", plane.name, error)
                 plane.fail(str(error))
                 return
-            log.warning("cannot load model %r yet, retrying in %.0f s: %s", plane.name, delay, error)
+            failures += 1
+            delay = LOAD_BACKOFF.delay(failures, random.random())
+            log.warning("cannot load model %r yet, retrying in %.1f s: %s", plane.name, delay, error)
+            plane.waiting(f"(attempt {failures} failed, retrying in {delay:.1f} s: {error})")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_MAX_S)
     holder.pool = InterpreterPool(models, metrics, in_flight.alone)
     holder.batcher = Batcher(holder.pool, settings.max_batch_size, settings.batch_wait_ms / 1000)
     if before_ready is not None:
@@ -178,6 +244,21 @@ async def _load(
         plane.attach(models[0].signature, holder.batcher)
         metrics.ready.set(1)
         log.info("model %r ready on %s:%d", plane.name, settings.host, settings.port)
+
+
+async def _drain(runner: web.AppRunner, in_flight: InFlight, seconds: float) -> None:
+    """Stop accepting, let the requests in flight finish, then close every connection.
+
+    aiohttp's own graceful shutdown stops reading from every connection at once, so a request whose
+    body is still arriving would hang until the timeout and be cut. So the listener closes first,
+    and connections are left alone until the requests in flight (counted from their headers on)
+    are answered; only then does aiohttp close the idle ones (`CLOSE_SECONDS` for any straggler).
+    """
+    for site in list(runner.sites):
+        await site.stop()
+    if not await in_flight.wait_idle(seconds):
+        log.warning("%d request(s) still in flight after %.0f s: cutting them", in_flight.count, seconds)
+    await runner.cleanup()
 
 
 async def serve(
@@ -192,15 +273,18 @@ async def serve(
     Worker number `worker` of several (`workers`) listens with `reuse_port` and awaits
     `before_ready` (its siblings) between loading its model and reporting ready.
     """
-    metrics, plane, holder, in_flight = Metrics(), DataPlane(settings.name), _Model(), InFlight()
+    metrics, holder, in_flight = Metrics(), _Model(), InFlight()
+    plane = DataPlane(settings.name, settings.max_request_rows)
+    intake = Intake(settings.max_body_bytes, settings.read_timeout_seconds)
     metrics.worker.labels(str(worker)).set(1)
     directory = Path(tempfile.mkdtemp(prefix="optimodel-serve-", dir=settings.load.directory))
     settings = replace(settings, load=replace(settings.load, directory=directory))
     runner = web.AppRunner(
-        build_app(settings, plane, metrics, in_flight),
+        build_app(settings, plane, metrics, in_flight, intake),
         handle_signals=False,
         access_log=None,
-        shutdown_timeout=settings.drain_seconds,
+        shutdown_timeout=CLOSE_SECONDS,
+        keepalive_timeout=settings.keepalive_timeout_seconds,
     )
     await runner.setup()
     try:
@@ -212,12 +296,19 @@ async def serve(
             loop.add_signal_handler(signum, stop.set)
         loading = asyncio.create_task(_load(settings, plane, metrics, holder, in_flight, before_ready))
         await stop.wait()
-        log.info("signal received: draining requests in flight (up to %.0f s)", settings.drain_seconds)
         plane.drain()
         metrics.ready.set(0)
         loading.cancel()
-        await runner.cleanup()
+        if settings.drain_delay_seconds > 0:
+            log.info(
+                "signal received: unready, still serving for %.1f s while endpoints are updated",
+                settings.drain_delay_seconds,
+            )
+            await asyncio.sleep(settings.drain_delay_seconds)  # the product's delay, not a test wait
+        log.info("closing the listener; draining requests in flight (up to %.0f s)", settings.drain_seconds)
+        await _drain(runner, in_flight, settings.drain_seconds)
         await holder.close()
+        intake.close()
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     log.info("drained; exiting")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from optimodel.serve.app import ServerSettings
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -121,9 +122,50 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         parser,
         "--max-body-bytes",
         "OPTIMODEL_MAX_BODY_BYTES",
-        16 * 1024 * 1024,
+        DEFAULT_MAX_BODY_BYTES,
         _positive,
         help="larger request bodies get 413",
+    )
+    _flag(
+        parser,
+        "--max-request-rows",
+        "OPTIMODEL_MAX_REQUEST_ROWS",
+        1024,
+        _positive,
+        help="rows one request may carry; more get 413 (the interpreter's memory grows with the batch)",
+    )
+    _flag(
+        parser,
+        "--max-in-flight",
+        "OPTIMODEL_MAX_IN_FLIGHT",
+        64,
+        _positive,
+        help="inference requests a worker holds at once; more get 429 with Retry-After",
+    )
+    _flag(
+        parser,
+        "--read-timeout-seconds",
+        "OPTIMODEL_READ_TIMEOUT_SECONDS",
+        30.0,
+        _non_negative,
+        help="a request body that takes longer to arrive gets 408",
+    )
+    _flag(
+        parser,
+        "--keepalive-timeout-seconds",
+        "OPTIMODEL_KEEPALIVE_TIMEOUT_SECONDS",
+        30.0,
+        _non_negative,
+        help="idle keep-alive connections are closed after this",
+    )
+    _flag(
+        parser,
+        "--drain-delay-seconds",
+        "OPTIMODEL_DRAIN_DELAY_SECONDS",
+        0.0,
+        _non_negative,
+        help="on SIGTERM, how long the server stays unready but still accepting and serving (while load "
+        "balancers take it out of rotation) before it closes its listener",
     )
     _flag(
         parser,
@@ -131,7 +173,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "OPTIMODEL_DRAIN_SECONDS",
         30.0,
         _non_negative,
-        help="on SIGTERM, how long requests in flight may take to finish",
+        help="after the listener closed, how long requests in flight may take to finish",
     )
     _flag(
         parser,
@@ -171,6 +213,11 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
         max_batch_size=args.max_batch_size,
         batch_wait_ms=args.batch_wait_ms,
         drain_seconds=args.drain_seconds,
+        drain_delay_seconds=args.drain_delay_seconds,
+        max_request_rows=args.max_request_rows,
+        max_in_flight=args.max_in_flight,
+        read_timeout_seconds=args.read_timeout_seconds,
+        keepalive_timeout_seconds=args.keepalive_timeout_seconds,
         workers=args.workers,
         load=LoadSettings(
             uri=args.model,

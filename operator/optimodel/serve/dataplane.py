@@ -8,16 +8,18 @@ protocols validate the same way and give the same answers.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from optimodel.serve.errors import InvalidInput, ModelNotFound, ModelNotReady
+from optimodel.serve.errors import InvalidInput, ModelNotFound, ModelNotReady, PayloadTooLarge
 from optimodel.serve.model import Signature, TensorSpec
 from optimodel.serve.pool import Arrays, Batcher
 
 VERSION = "1"  # one artifact per server; the operator rolls out a new Deployment for a new one
+MAX_REQUEST_ROWS = 1024  # default rows per request: the interpreter's tensors grow with the batch
 
 
 @dataclass
@@ -83,8 +85,10 @@ def check_shape(array: np.ndarray, spec: TensorSpec, where: str) -> None:
 class DataPlane:
     """What both transports call: which model is served, is it ready, and inference on arrays."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, max_rows: int = MAX_REQUEST_ROWS) -> None:
+        """`max_rows`: rows one request may carry; a larger batch is refused (413), never resized to."""
         self.name = name
+        self.max_rows = max_rows
         self.state = ModelState()
         self._signature: Signature | None = None
         self._batcher: Batcher | None = None
@@ -92,6 +96,11 @@ class DataPlane:
     def attach(self, signature: Signature, batcher: Batcher) -> None:
         self._signature, self._batcher = signature, batcher
         self.state = ModelState("READY")
+
+    def waiting(self, message: str) -> None:
+        """Still loading, and why it takes longer (readiness and v1 status show the message)."""
+        if self.state.phase == "LOADING":
+            self.state = ModelState("LOADING", message)
 
     def fail(self, message: str) -> None:
         self.state = ModelState("FAILED", message)
@@ -103,6 +112,27 @@ class DataPlane:
     @property
     def ready(self) -> bool:
         return self.state.phase == "READY"
+
+    def check_values(self, body: bytes) -> None:
+        """Refuse (413) a body with more values than `max_rows` rows can hold, before decoding it.
+
+        Decoding JSON costs up to 30 bytes of memory per byte of body (a list and a float object per
+        `[0.5]`), so a maximum-size body of small numbers could OOM a pod on its own. Counting its
+        separators is a C-speed scan: a valid request has at most about two per value (values, then
+        rows of values), plus a few in its other fields. Models with dynamic inner dimensions have no
+        such bound and skip the check.
+        """
+        per_row = 0
+        for spec in self.signature.inputs:
+            if any(d < 0 for d in spec.shape[1:]):
+                return
+            per_row += math.prod(spec.shape[1:])
+        limit = 2 * self.max_rows * per_row + 4096
+        if body.count(b",") > limit:
+            raise PayloadTooLarge(
+                f"the body holds more values than {self.max_rows} rows of this model can: split the batch "
+                f"(at most {self.max_rows} rows per request)"
+            )
 
     def check_model(self, name: str, version: str | None = None) -> None:
         if name != self.name:
@@ -144,4 +174,9 @@ class DataPlane:
         batches = {arrays[s.name].shape[0] for s in signature.inputs}
         if len(batches) > 1:
             raise InvalidInput(f"inputs disagree on the batch size: {sorted(batches)}")
-        return await self._batcher.run(arrays, batches.pop())
+        rows = batches.pop()
+        if rows > self.max_rows:
+            raise PayloadTooLarge(
+                f"{rows} rows exceed the limit of {self.max_rows} per request: split the batch"
+            )
+        return await self._batcher.run(arrays, rows)

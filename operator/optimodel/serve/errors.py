@@ -40,6 +40,26 @@ class UnsupportedMediaType(ServeError):
     status = 415
 
 
+class RequestTimeout(ServeError):
+    """The body did not arrive within --read-timeout-seconds: a stalled client must not hold a slot."""
+
+    status = 408
+
+
+class TooManyRequests(ServeError):
+    """More requests in flight than --max-in-flight: back off and retry (here or on another replica).
+
+    Refusing at once bounds the memory and the latency of the requests already admitted; a queue
+    that grows without bound turns a burst into an OOM kill of every replica in turn.
+    """
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 1) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(message)
+
+
 class ModelNotReady(ServeError):
     """Still loading, draining, or refused (digest mismatch): try another replica."""
 
@@ -58,6 +78,7 @@ _BY_AIOHTTP_STATUS: dict[int, type[ServeError]] = {
     400: InvalidInput,
     404: ModelNotFound,
     405: MethodNotAllowed,
+    408: RequestTimeout,
     413: PayloadTooLarge,
     415: UnsupportedMediaType,
 }
@@ -65,6 +86,13 @@ _BY_AIOHTTP_STATUS: dict[int, type[ServeError]] = {
 
 def http_status(error: ServeError) -> int:
     return error.status
+
+
+def http_headers(error: ServeError) -> dict[str, str]:
+    """Headers the answer to `error` carries besides its body (`Retry-After` on a 429)."""
+    if isinstance(error, TooManyRequests):
+        return {"Retry-After": str(error.retry_after_seconds)}
+    return {}
 
 
 def from_http_status(status: int, message: str) -> ServeError:

@@ -5,10 +5,11 @@ May import `optimodel.storage`, `optimodel.errors`, `optimodel.spec` (S3Settings
 answers liveness probes.
 
 The digest is checked on the downloaded bytes before any interpreter sees them (DESIGN: artifacts
-are verified). A mismatch, a missing object, refused credentials or a corrupt model is permanent:
-the server stays live but never ready and says why (readiness body, v1 status, log), because a
-restart cannot fix it and a crash loop would hide the message. An unreachable store is transient:
-the app retries.
+are verified). A mismatch, refused credentials or a corrupt model is permanent: the server stays
+live but never ready and says why (readiness body, v1 status, log), because a restart cannot fix it
+and a crash loop would hide the message. An unreachable store or a missing object is transient (an
+outage ends; an object deleted by mistake is restored, or published late): the app retries with
+backoff, so the pod becomes ready by itself once the object is there.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def fetch(settings: LoadSettings) -> Path:
     destination = settings.directory / "model.tflite"
     try:
         open_store(settings.uri, settings.s3).download(settings.uri, destination)
-    except (NotFoundError, AccessDeniedError) as error:
+    except AccessDeniedError as error:
         raise LoadError(str(error), permanent=True) from None
-    except StorageError as error:
+    except (NotFoundError, StorageError) as error:  # a missing object may be published or restored yet
+        raise LoadError(str(error), permanent=False) from None
         raise LoadError(str(error), permanent=False) from None
     except OptimodelError as error:  # a malformed URI
         raise LoadError(str(error), permanent=True) from None

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from optimodel.serve.dataplane import VERSION, DataPlane, decode_json, encode_json, to_array
 from optimodel.serve.errors import InvalidInput
+from optimodel.serve.intake import Intake
 from optimodel.serve.model import TensorSpec
 from optimodel.serve.pool import Arrays
 
@@ -98,8 +99,21 @@ def _outputs(outputs: Arrays) -> Any:
     return {name: value.tolist() for name, value in outputs.items()}
 
 
-def routes(plane: DataPlane) -> list[web.RouteDef]:
-    """The v1 endpoints, bound to `plane`."""
+def _decode(body: bytes, plane: DataPlane) -> tuple[bool, Arrays]:
+    """A predict body to (row format?, arrays); runs in the intake's decode thread for large bodies."""
+    plane.check_values(body)
+    request = decode_json(body)
+    if request.get("signature_name", SIGNATURE) != SIGNATURE:
+        raise InvalidInput(f"unknown signature_name {request['signature_name']!r}: the model has {SIGNATURE!r}")
+    if ("instances" in request) == ("inputs" in request):
+        raise InvalidInput("give exactly one of 'instances' (row format) or 'inputs' (columnar format)")
+    if "instances" in request:
+        return True, _rows(request["instances"], plane)
+    return False, _columns(request["inputs"], plane)
+
+
+def routes(plane: DataPlane, intake: Intake) -> list[web.RouteDef]:
+    """The v1 endpoints, bound to `plane`; bodies come through `intake`."""
 
     def check(request: web.Request) -> None:
         plane.check_model(request.match_info["name"], request.match_info.get("version"))
@@ -145,16 +159,10 @@ def routes(plane: DataPlane) -> list[web.RouteDef]:
 
     async def predict(request: web.Request) -> web.Response:
         check(request)
-        body = decode_json(await request.read())
-        if body.get("signature_name", SIGNATURE) != SIGNATURE:
-            raise InvalidInput(
-                f"unknown signature_name {body['signature_name']!r}: the model has {SIGNATURE!r}"
-            )
-        if ("instances" in body) == ("inputs" in body):
-            raise InvalidInput("give exactly one of 'instances' (row format) or 'inputs' (columnar format)")
-        if "instances" in body:
-            return _json({"predictions": _predictions(await plane.infer(_rows(body["instances"], plane)))})
-        return _json({"outputs": _outputs(await plane.infer(_columns(body["inputs"], plane)))})
+        rows, arrays = await intake.decode(request, lambda body: _decode(body, plane))
+        if rows:
+            return _json({"predictions": _predictions(await plane.infer(arrays))})
+        return _json({"outputs": _outputs(await plane.infer(arrays))})
 
     return [
         web.get(f"/v1/models/{_NAME}", status),

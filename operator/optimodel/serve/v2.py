@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from optimodel import __version__
 from optimodel.serve.dataplane import VERSION, DataPlane, decode_json, encode_json, to_array
 from optimodel.serve.errors import InvalidInput, ModelNotReady
+from optimodel.serve.intake import Intake
 from optimodel.serve.model import TensorSpec
 from optimodel.serve.pool import Arrays
 
@@ -119,6 +120,19 @@ def _array(tensor: RequestInput, plane: DataPlane) -> Any:
     return array.reshape(tensor.shape)
 
 
+def _decode(body: bytes, plane: DataPlane) -> tuple[InferRequest, Arrays]:
+    """The request without its tensors' data, and their arrays: the JSON lists are dropped here, so
+    only the compact arrays stay while the request waits for inference (in the intake's decode
+    thread for a large body)."""
+    plane.check_values(body)
+    parsed = _parse(body)
+    names = [tensor.name for tensor in parsed.inputs]
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"an input is given more than once: {names}")
+    arrays = {tensor.name: _array(tensor, plane) for tensor in parsed.inputs}
+    return parsed.model_copy(update={"inputs": []}), arrays
+
+
 def _response(plane: DataPlane, request: InferRequest, outputs: Arrays) -> web.Response:
     specs = {spec.name: spec for spec in plane.signature.outputs}
     wanted = [o.name for o in request.outputs] if request.outputs else list(specs)
@@ -144,8 +158,8 @@ def _response(plane: DataPlane, request: InferRequest, outputs: Arrays) -> web.R
     return web.Response(body=response.model_dump_json(exclude_none=True), content_type="application/json")
 
 
-def routes(plane: DataPlane) -> list[web.RouteDef]:
-    """The v2 endpoints, bound to `plane`."""
+def routes(plane: DataPlane, intake: Intake) -> list[web.RouteDef]:
+    """The v2 endpoints, bound to `plane`; bodies come through `intake`."""
 
     def check(request: web.Request) -> None:
         plane.check_model(request.match_info["name"], request.match_info.get("version"))
@@ -189,12 +203,8 @@ def routes(plane: DataPlane) -> list[web.RouteDef]:
 
     async def infer(request: web.Request) -> web.Response:
         check(request)
-        parsed = _parse(await request.read())
-        names = [tensor.name for tensor in parsed.inputs]
-        if len(set(names)) != len(names):
-            raise InvalidInput(f"an input is given more than once: {names}")
-        outputs = await plane.infer({tensor.name: _array(tensor, plane) for tensor in parsed.inputs})
-        return _response(plane, parsed, outputs)
+        parsed, arrays = await intake.decode(request, lambda body: _decode(body, plane))
+        return _response(plane, parsed, await plane.infer(arrays))
 
     return [
         web.get("/v2", server_metadata),

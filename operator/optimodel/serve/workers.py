@@ -9,7 +9,8 @@ on the same address with SO_REUSEPORT, so the kernel spreads connections across 
 Readiness is common: a worker that has loaded its model waits until every worker has, and only then
 reports ready; so a probe never finds the pod ready while a connection could still land on a worker
 that is loading. The parent holds no model and serves nothing. SIGTERM or SIGINT to the parent is
-forwarded as SIGTERM to every worker, each drains as a single server does, and the parent exits
+forwarded as SIGTERM to every worker, each drains as a single server does (unready at once, serving
+through the drain delay with `Connection: close`, then closing its listener), and the parent exits
 with the workers' worst exit code. A worker that exits on its own (a crash) stops the others and
 the parent exits non-zero, so the container restarts rather than serve with fewer workers.
 """
@@ -102,9 +103,9 @@ def supervise(settings: ServerSettings, level: str) -> int:
                 log.error("%s exited with %s: stopping the other workers", first.name, first.exitcode)
                 stopping = True
                 _stop(running)
-                _join(running, settings.drain_seconds + 5)
+                _join(running, settings.shutdown_seconds + 5)
                 return _exit_code(first) or 1
-        _join(processes, settings.drain_seconds + 5)
+        _join(processes, settings.shutdown_seconds + 5)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

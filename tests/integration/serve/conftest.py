@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -57,14 +57,20 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     servers: list[Server] = []
 
     def start(
-        model: Path | str, *flags: str, ready: bool = True, env: dict[str, str] | None = None
+        model: Path | str,
+        *flags: str,
+        ready: bool = True,
+        env: dict[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> Server:
+        """`prefix`: a command the server runs under (one that ends by exec-ing its arguments)."""
         port = free_port()
         uri = model if isinstance(model, str) else model.as_uri()
         log = tmp_path / f"server-{port}.log"
         environment = {**os.environ, "PYTHONPATH": str(REPO / "operator"), **(env or {})}
         process = subprocess.Popen(
             [
+                *prefix,
                 *serve_command(),
                 "--model",
                 uri,

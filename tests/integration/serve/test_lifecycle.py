@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -25,6 +26,7 @@ from tests.integration.serve.serve_testkit import (
     sha256,
     wait_in_flight,
 )
+from tests.support.polling import wait_for
 
 SLOW_ROWS = 600  # about a second of inference on the slow model
 
@@ -115,7 +117,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-def upload(endpoint: str, path: Path, key: str) -> str:
+def models_bucket(endpoint: str) -> Any:
+    """A client of the `models` bucket's store, the bucket created if need be."""
     import boto3
 
     client = boto3.client(
@@ -126,7 +129,11 @@ def upload(endpoint: str, path: Path, key: str) -> str:
         aws_secret_access_key="test",
     )
     client.create_bucket(Bucket="models")
-    client.upload_file(str(path), "models", key)
+    return client
+
+
+def upload(endpoint: str, path: Path, key: str) -> str:
+    models_bucket(endpoint).upload_file(str(path), "models", key)
     return f"s3://models/{key}"
 
 
@@ -140,16 +147,28 @@ def test_loads_from_s3_with_digest(
     assert np.allclose(answer.json()["predictions"], oracle(models.int8, x), atol=1e-6)
 
 
-def test_missing_s3_object_stays_unready(start_server: StartServer, s3: str) -> None:
+def test_missing_s3_object_is_retried_until_it_is_there(
+    start_server: StartServer, models: Models, oracle: Oracle, s3: str
+) -> None:
+    """Unready while the object is missing (saying so), then ready by itself once it is uploaded."""
+    uri = "s3://models/late/model.tflite"
+    models_bucket(s3)
     server = start_server(
-        "s3://models/nothing/here.tflite",
+        uri,
+        "--sha256",
+        sha256(models.float32),
         "--s3-endpoint",
         s3,
         ready=False,
         env={**S3_ENV, **{k: v for k, v in os.environ.items() if k == "PATH"}},
     )
-    deadline = time.monotonic() + 20
-    while "does not exist" not in httpx.get(f"{server.url}/v2/health/ready").text:
-        assert time.monotonic() < deadline, server.output()
-        time.sleep(0.05)
-    assert httpx.get(f"{server.url}/v2/health/ready").status_code == 503
+    ready_url = f"{server.url}/v2/health/ready"
+    wait_for("a readiness answer naming the missing object", lambda: "does not exist" in httpx.get(ready_url).text)
+    answer = httpx.get(ready_url)
+    assert answer.status_code == 503 and "retrying" in answer.json()["error"], answer.text
+    upload(s3, models.float32, "late/model.tflite")
+    wait_for("ready once the object exists", lambda: httpx.get(ready_url).status_code == 200, timeout=60)
+    x = batch(2, seed=7)
+    predicted = httpx.post(f"{server.url}/v1/models/{server.name}:predict", json={"instances": x.tolist()})
+    assert np.allclose(predicted.json()["predictions"], oracle(models.float32, x), atol=1e-5)
+    assert server.process.poll() is None

@@ -10,8 +10,6 @@ in the same session create.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import urllib.request
 import uuid
@@ -22,11 +20,9 @@ from typing import Any
 import pytest
 
 from optimodel.devcluster.fixture import DevCluster
+from tests.cluster.helm_kit import CHART, HELM, Helm, image_values
 from tests.support.polling import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "optimodel"
-HELM = Path(os.environ.get("OPTIMODEL_HELM", ROOT / ".dev" / "bin" / "helm"))
 CRD = "customresourcedefinition/optimizedmodels.optimodel.io"
 
 pytestmark = pytest.mark.skipif(not HELM.is_file(), reason=f"no helm binary at {HELM}: run `make k8s-bins`")
@@ -61,29 +57,6 @@ def fetch(url: str) -> tuple[int, str]:
         return 0, str(error)
 
 
-class Helm:
-    def __init__(self, cluster: DevCluster, home: Path) -> None:
-        self.cluster = cluster
-        self.env = {
-            **os.environ,
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-        }
-
-    def __call__(self, *args: str) -> str:
-        proc = subprocess.run(
-            [str(HELM), f"--kubeconfig={self.cluster.kubeconfig}", *args],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env=self.env,
-            check=False,
-        )
-        assert proc.returncode == 0, f"helm {' '.join(args)}: {proc.stderr.strip()}"
-        return proc.stdout
-
-
 @pytest.fixture
 def watched(dev_cluster: DevCluster) -> Iterator[str]:
     """The only namespace the installed operator watches: nobody else uses it."""
@@ -98,15 +71,6 @@ def _diagnose(cluster: DevCluster, namespace: str, selector: str) -> str:
     pods = cluster.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "yaml", check=False).stdout
     logs = cluster.kubectl("logs", "-n", namespace, "-l", selector, "--tail=40", check=False)
     return f"operator not Available:\n{pods[-3000:]}\n{logs.stdout[-4000:]}{logs.stderr[-1000:]}"
-
-
-def image_values(cluster: DevCluster) -> list[str]:
-    """`--set` options naming the images the node has, as `.dev/images.yaml` does for a person."""
-    options = []
-    for role in ("operator", "job", "serve"):
-        repository, tag = cluster.images[role].rsplit(":", 1)
-        options += ["--set", f"image.{role}.repository={repository}", "--set", f"image.{role}.tag={tag}"]
-    return [*options, "--set", "image.operator.pullPolicy=Never", "--set", "image.workloadPullPolicy=Never"]
 
 
 def can_i(cluster: DevCluster, account: str, *args: str) -> bool:

@@ -54,9 +54,19 @@ def test_matching_digest_serves(start_server: StartServer, models: Models) -> No
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
 
-def test_digest_mismatch_never_becomes_ready(start_server: StartServer, models: Models) -> None:
+def wrong_digest(models: Models, case: str) -> str:
+    """All zeros, or the right digest with its last digit changed, in upper case: only the case-folded
+    comparison tells that one apart from the right digest written in upper case (which serves)."""
+    if case == "zeros":
+        return "0" * 64
+    right = sha256(models.float32)
+    return (right[:-1] + ("1" if right[-1] != "1" else "2")).upper()
+
+
+@pytest.mark.parametrize("case", ["zeros", "uppercase-off-by-one"])
+def test_digest_mismatch_never_becomes_ready(start_server: StartServer, models: Models, case: str) -> None:
     """Stays live (no crash loop), unready, and says why in the readiness body, v1 status and log."""
-    server = start_server(models.float32, "--sha256", "0" * 64, ready=False)
+    server = start_server(models.float32, "--sha256", wrong_digest(models, case), ready=False)
     status_url = f"{server.url}/v1/models/{server.name}"
     deadline = time.monotonic() + 20
     while httpx.get(status_url).json()["model_version_status"][0]["state"] != "END":

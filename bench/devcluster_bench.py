@@ -1,5 +1,6 @@
-"""Benchmark of the local cluster: cold build time of the binaries (recorded by
-hack/build-k8s.sh), warm start of the control plane, and pod creation to a running container.
+"""Benchmark of the local cluster: warm start of the control plane and pod creation to a running
+container, measured now; beside them the cold build time of the binaries, which this script does not
+measure but reads as hack/build-k8s.sh recorded it at build time (and labels it so).
 
 Run: `.venv/bin/python bench/devcluster_bench.py [--pods N]` (as root; needs `make k8s-bins`).
 """
@@ -69,16 +70,19 @@ def main() -> None:
         times = [pod_start_seconds(core, "bench", i) for i in range(args.pods)]
     finally:
         stop(cluster, remove_state=True)
+    # The cold build is not run here (it takes many minutes and would rebuild the cache): its figure
+    # is the one hack/build-k8s.sh wrote when it built, and the table says so rather than "measured".
     rows = [
-        ("cold build (etcd, helm, kube-*)", cold_build_seconds(), "-"),
-        ("warm control-plane start", f"{warm:.1f} s", "<= 20 s"),
-        (f"pod create -> Running (median of {len(times)})", f"{statistics.median(times):.2f} s", "<= 1 s"),
-        ("pod create -> Running (max)", f"{max(times):.2f} s", "-"),
+        ("cold build (etcd, helm, kube-*)", cold_build_seconds(), "recorded at build time", "-"),
+        ("warm control-plane start", f"{warm:.1f} s", "measured now", "<= 20 s"),
+        (f"pod create -> Running (median of {len(times)})", f"{statistics.median(times):.2f} s", "measured now",
+         "<= 1 s"),
+        ("pod create -> Running (max)", f"{max(times):.2f} s", "measured now", "-"),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"{'figure':<{width}}  {'measured':>22}  target")
-    for name, value, target in rows:
-        print(f"{name:<{width}}  {value:>22}  {target}")
+    print(f"{'figure':<{width}}  {'value':>22}  {'source':<22}  target")
+    for name, value, source, target in rows:
+        print(f"{name:<{width}}  {value:>22}  {source:<22}  {target}")
     print(f"binaries: {default_bin_dir()}")
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from optimodel.devcluster.fixture import DevCluster
+from tests.support.polling import wait_for
 from tests.support.s3server import free_port
 
 CRD = Path(__file__).resolve().parents[2] / "crds" / "optimodel.io_optimizedmodels.yaml"
@@ -75,12 +76,28 @@ def moto_with_tiny_models(cluster: DevCluster, folder: Path) -> Iterator[str]:
         server.stop()
 
 
+def reconciles_at(metrics_url: str, result: str | None = None) -> float:
+    """`optimodel_reconciles_total` of an operator's /metrics, of every result or of one: the evidence
+    that reconciles ran, where a sleep would only guess. 0 while the operator does not answer."""
+    try:
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("optimodel_reconciles_total{") and (result is None or f'result="{result}"' in line)
+    )
+
+
 class Operator:
     """`optimodel operator` as a subprocess, restartable; `env` overrides its settings."""
 
     def __init__(self, cluster: DevCluster, log: Path, env: dict[str, str] | None = None) -> None:
         self.cluster, self.log, self.env = cluster, log, env or {}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.metrics_port = free_port()
 
     def start(self) -> None:
         env = {
@@ -94,7 +111,7 @@ class Operator:
             **self.env,
         }
         argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(self.cluster.kubeconfig), "-A"]
-        argv += ["--metrics-port", "0", "--health-port", str(free_port())]
+        argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(free_port())]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -111,12 +128,32 @@ class Operator:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def reconciles(self, result: str | None = None) -> float:
+        """Reconciles this operator process ran (see `reconciles_at`); a restart starts again at 0."""
+        return reconciles_at(f"http://127.0.0.1:{self.metrics_port}/metrics", result)
+
+    def wait_for_reconciles(self, more: int, result: str | None = None, timeout: float = 60) -> None:
+        """Until `more` reconciles (of `result`, when given) have run since this call."""
+        start = self.reconciles(result)
+        wait_for(
+            f"{more} more reconciles{f' ending {result}' if result else ''} (from {start:.0f})",
+            lambda: self.reconciles(result) >= start + more,
+            timeout=timeout,
+        )
+
 
 @contextmanager
 def running_operator(cluster: DevCluster, log: Path, env: dict[str, str] | None = None) -> Iterator[Operator]:
     """The CRD installed and an operator running for the block; the tail of its log printed after."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/optimizedmodels.optimodel.io", "--timeout=60s")
+    # `kubectl wait` errors out, rather than waiting, on a CRD so new that it has no conditions yet.
+    wait_for(
+        "the CRD Established",
+        lambda: cluster.kubectl(
+            "wait", "--for=condition=Established", "crd/optimizedmodels.optimodel.io", "--timeout=10s", check=False
+        ).returncode == 0,
+        timeout=60,
+    )
     runner = Operator(cluster, log, env)
     runner.start()
     try:

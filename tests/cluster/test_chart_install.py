@@ -10,7 +10,6 @@ in the same session create.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import pytest
 
 from optimodel.devcluster.fixture import DevCluster
 from tests.cluster.helm_kit import CHART, HELM, Helm, image_values
+from tests.cluster.operator_kit import reconciles_at
 from tests.support.polling import wait_for
 
 CRD = "customresourcedefinition/optimizedmodels.optimodel.io"
@@ -154,8 +154,10 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
         events = get_json(dev_cluster, "events", "-n", watched, "--field-selector", "involvedObject.name=digits")
         assert events["items"], "no Event posted"
 
-        # Up and healthy for a while, with every permission kopf asked for.
-        time.sleep(3)
+        # Up and healthy after more than one reconcile, with every permission kopf asked for. The first
+        # came from the create; the second can only be the resync timer (5 s here), as a retry of the
+        # missing credentials waits reconcile.retrySeconds (30 s by default).
+        wait_for("a second reconcile (the resync)", lambda: reconciles_at(f"http://{ip}:9090/metrics") >= 2, timeout=25)
         pod = get_json(dev_cluster, "pod", pod["metadata"]["name"], "-n", namespace)
         assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
         logs = dev_cluster.kubectl("logs", pod["metadata"]["name"], "-n", namespace).stdout

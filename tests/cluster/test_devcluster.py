@@ -366,7 +366,7 @@ def test_a_pod_sees_its_env_and_volumes_and_calls_the_api(dev_cluster: DevCluste
         "phase": "Running",
         "ip": ip,
         "secrets": 403,
-        "path0": "/opt/optimodel/bin",
+        "path0": "/opt/optimodel/bin",  # the image's venv
         "files": ["ca.crt", "namespace", "token"],
     }
     assert not Path("/scratch/here").exists()  # made inside the container only

@@ -12,7 +12,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,7 +114,7 @@ def test_wrong_credentials_stall_without_leaking_then_recover(
     assert "refused the credentials" in condition(stalled, "Optimized")["message"]
     events = json.loads(dev_cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
     assert any(e["reason"] == "AccessDenied" and e["type"] == "Warning" for e in events), events
-    time.sleep(2 * RETRY_SECONDS)  # a few retries go by: still denied, still one operator process
+    operator.wait_for_reconciles(2, result="retry", timeout=4 * RETRY_SECONDS)  # still denied, still one process
     assert operator.alive(), log.read_text()[-3000:]
     assert dev_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.strip() == ""
 

@@ -8,7 +8,6 @@ each Job takes seconds.
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 
@@ -74,6 +73,11 @@ def scrape_as_prometheus_would(cluster: DevCluster, namespace: str) -> str:
     return urllib.request.urlopen(url, timeout=10).read().decode()
 
 
+def active_jobs(cluster: DevCluster, namespace: str) -> list[str]:
+    """Jobs with a pod active: created, not finished."""
+    return [j["metadata"]["name"] for j in get(cluster, namespace, "jobs")["items"] if j["status"].get("active")]
+
+
 def served_sha(cluster: DevCluster, namespace: str) -> str:
     deployment = get(cluster, namespace, "deployment", "digits-serving")
     return str(deployment["spec"]["template"]["metadata"]["annotations"]["optimodel.io/artifact-sha256"])
@@ -84,9 +88,10 @@ def test_digits_story(dev_cluster: DevCluster, namespace: str, s3: str, operator
     apply(dev_cluster, namespace, manifest("digits", s3))
 
     # Restart the operator while the Job runs: no second Job, and the story goes on.
-    first_job = wait_for("the Job", lambda: jobs(dev_cluster, namespace), timeout=60)
+    first_job = wait_for("the Job active", lambda: active_jobs(dev_cluster, namespace), timeout=60)
     operator.stop()
     operator.start()
+    assert active_jobs(dev_cluster, namespace) == first_job, "the Job finished before the operator restarted"
     om = wait_for(
         "Ready",
         lambda: (
@@ -245,6 +250,8 @@ def test_runtime_bad_input_stalls_without_a_crash_loop(
     assert "(InvalidInput)" in broken["status"]["message"], broken["status"]["message"]
     assert {"SourceNotFound", "JobFailed"} <= events(dev_cluster, namespace)
     job_count = len(jobs(dev_cluster, namespace))
-    time.sleep(12)  # past one resync: nothing is retried in a loop
+    # Both resources resync every 10 s (and end "ok": stalled is a result, not an error): four more
+    # reconciles are two rounds of resyncs that had the chance to create a Job and did not.
+    operator.wait_for_reconciles(4, result="ok", timeout=60)
     assert len(jobs(dev_cluster, namespace)) == job_count == 1
     assert operator.alive()

@@ -15,7 +15,8 @@ def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def digits_spec(model_uri: str, data_root: str, artifacts_uri: str, **changes: Any) -> OptimizedModelSpec:
+def digits_wire(model_uri: str, data_root: str, artifacts_uri: str, **changes: Any) -> dict[str, Any]:
+    """The spec as a manifest carries it, unchecked: a bad one reaches the code that must refuse it."""
     base: dict[str, Any] = {
         "source": {"uri": model_uri},
         "optimization": {"method": "quantize", "quantization": {
@@ -24,4 +25,8 @@ def digits_spec(model_uri: str, data_root: str, artifacts_uri: str, **changes: A
         "gates": {"maxSizeRatio": 0.5, "maxMetricDrop": 0.05},
         "artifacts": {"uri": artifacts_uri},
     }
-    return parse_spec(merge(base, changes))
+    return merge(base, changes)
+
+
+def digits_spec(model_uri: str, data_root: str, artifacts_uri: str, **changes: Any) -> OptimizedModelSpec:
+    return parse_spec(digits_wire(model_uri, data_root, artifacts_uri, **changes))

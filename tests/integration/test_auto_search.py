@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from optimodel.optimize.pipeline import optimize
-from optimodel.report import Report
+from optimodel.report import Candidate, Report
 from tests.integration.conftest import DigitsFiles
 from tests.integration.specs import digits_spec
 
@@ -46,6 +47,37 @@ def test_int8_failing_a_tight_drop_gate_makes_the_search_pick_dynamic_range(
     assert report.artifact == report.candidates[1].artifact
 
 
+def size(candidate: Candidate) -> int:
+    assert candidate.artifact is not None, f"{candidate.name} was built: it has an artifact"
+    return candidate.artifact.size_bytes
+
+
+def smallest_passing(report: Report) -> Candidate:
+    """The oracle of `search: exhaustive`, from the report alone: the smallest of the candidates that passed."""
+    passing = [c for c in report.candidates if c.passed]
+    assert passing, [(c.name, c.passed) for c in report.candidates]
+    return min(passing, key=size)
+
+
+def test_exhaustive_search_passes_over_a_smaller_candidate_that_failed(
+        digits: DigitsFiles, skewed_calibration: Path, tmp_path: Path) -> None:
+    """int8 is the smaller candidate but fails the drop gate: the larger one, which passed, is chosen.
+
+    Without dynamic range: on this model it is smaller than full int8 and passes, so it would be
+    chosen with or without the filter on passing candidates that this test is about.
+    """
+    report = search(digits, tmp_path, skewed_calibration, gates={"maxSizeRatio": 1.0, "maxMetricDrop": 0.02},
+                    optimization={"search": "exhaustive", "candidates": ["int8", "float16"]})
+
+    assert [(c.name, c.passed) for c in report.candidates] == [("int8", False), ("float16", True)]
+    int8 = report.candidates[0]
+    assert size(int8) < min(size(c) for c in report.candidates[1:])  # the case this test is about
+    chosen = smallest_passing(report)
+    assert report.chosen == chosen.name == "float16" and report.passed
+    assert report.artifact is not None and chosen.artifact is not None and int8.artifact is not None
+    assert report.artifact.sha256 == chosen.artifact.sha256 != int8.artifact.sha256
+
+
 def test_when_every_candidate_fails_nothing_is_chosen_and_every_failure_is_reported(
         digits: DigitsFiles, skewed_calibration: Path, tmp_path: Path) -> None:
     report = search(digits, tmp_path, skewed_calibration, gates={"maxSizeRatio": 0.01, "maxMetricDrop": 0.02})
@@ -77,15 +109,18 @@ def test_exhaustive_search_picks_the_smallest_passing_and_plots_it(
     manifest = write_manifest(tmp_path, optimization={"method": "auto", "search": "exhaustive"},  # type: ignore[operator]
                               gates={"maxSizeRatio": 0.6, "maxMetricDrop": 0.05})
     plot = tmp_path / "candidates.png"
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "matplotlib")}  # an empty font cache: built, and said so
     result = subprocess.run([sys.executable, "-m", "optimodel", "run", str(manifest), "--plot", str(plot),
-                             "--output", "json"], capture_output=True, text=True, timeout=300)
+                             "--output", "json"], capture_output=True, text=True, timeout=300, env=env)
 
     assert result.returncode == 0, result.stderr
-    for chatter in ("absl::InitializeLog", "cuInit", "cuda drivers", "XNNPACK delegate", "fully_quantize"):
-        assert chatter not in result.stderr  # TensorFlow's and LiteRT's C++ start-up lines are filtered
+    for chatter in ("absl::InitializeLog", "cuInit", "cuda drivers", "XNNPACK delegate", "fully_quantize",
+                    "oneDNN custom operations", "generated new fontManager"):
+        assert chatter not in result.stderr  # TensorFlow's, LiteRT's and matplotlib's start-up lines are filtered
+    assert (tmp_path / "matplotlib").is_dir()  # matplotlib did start with an empty cache here
     report = Report.model_validate_json(result.stdout)
     assert [c.name for c in report.candidates] == ["int8", "dynamic", "float16"]
-    smallest = min(report.candidates, key=lambda c: c.artifact.size_bytes if c.artifact else 0)
+    smallest = smallest_passing(report)
     assert report.chosen == smallest.name and report.artifact is not None
-    assert report.artifact.sha256 == smallest.artifact.sha256 if smallest.artifact else False
+    assert smallest.artifact is not None and report.artifact.sha256 == smallest.artifact.sha256
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optimodel.optimize.native_logs import quiet_python_loggers
 from optimodel.report import Report
 from optimodel.spec import Gates, Metric
 
 
 def plot_candidates(report: Report, gates: Gates, path: Path) -> Path:
+    quiet_python_loggers()  # also when a stored result is reused and TensorFlow (tf.py) never loaded
     import matplotlib
 
     matplotlib.use("Agg")

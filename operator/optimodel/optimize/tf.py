@@ -12,8 +12,9 @@ from types import ModuleType
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from optimodel.optimize.native_logs import filtered_stderr  # noqa: E402
+from optimodel.optimize.native_logs import filtered_stderr, quiet_python_loggers  # noqa: E402
 
+quiet_python_loggers()  # before anything imports matplotlib, whose font cache is built on first import
 with filtered_stderr():  # the import and the first device query print CUDA chatter on CPU machines
     import tensorflow
     import tf_keras

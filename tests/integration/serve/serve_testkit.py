@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 import numpy as np
@@ -170,24 +170,32 @@ def wait_in_flight(url: str, timeout: float = 10) -> None:
         time.sleep(0.02)
 
 
-def in_background(call: Callable[[], T]) -> Callable[[], T]:
-    """Run `call` in a thread now; the returned function joins it and gives its result (or raises)."""
-    result: dict[str, Any] = {}
+class Background(Generic[T]):
+    """A call running in a thread: `running()` says whether it has returned yet, calling joins it."""
 
-    def run() -> None:
+    def __init__(self, call: Callable[[], T]) -> None:
+        self._result: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, args=(call,))
+        self._thread.start()
+
+    def _run(self, call: Callable[[], T]) -> None:
         try:
-            result["value"] = call()
+            self._result["value"] = call()
         except BaseException as error:  # noqa: BLE001 - handed to the test thread
-            result["error"] = error
+            self._result["error"] = error
 
-    thread = threading.Thread(target=run)
-    thread.start()
+    def running(self) -> bool:
+        """Still waiting for its answer: the evidence that a request is in flight at this moment."""
+        return self._thread.is_alive()
 
-    def join() -> T:
-        thread.join(timeout=60)
-        if "error" in result:
-            raise result["error"]
-        value: T = result["value"]
+    def __call__(self) -> T:
+        self._thread.join(timeout=60)
+        if "error" in self._result:
+            raise self._result["error"]
+        value: T = self._result["value"]
         return value
 
-    return join
+
+def in_background(call: Callable[[], T]) -> Background[T]:
+    """Run `call` in a thread now; the returned object joins it and gives its result (or raises)."""
+    return Background(call)

@@ -119,5 +119,6 @@ def test_metrics(server: Server) -> None:
     assert 'optimodel_requests_total{code="200",protocol="v1",route="/v1/models/{name}:predict"} 1.0' in text
     assert 'optimodel_request_errors_total{code="400",protocol="v1"} 1.0' in text
     assert "optimodel_request_duration_seconds_bucket" in text
-    assert "optimodel_batch_size_bucket" in text
+    # The histogram is exported (empty) from the start: only its count and sum show the call of 2 rows.
+    assert "optimodel_batch_size_count 1.0" in text and "optimodel_batch_size_sum 2.0" in text
     assert "optimodel_model_ready 1.0" in text

@@ -18,6 +18,7 @@ from optimodel.reconcile import (
 )
 from optimodel.reconcile import reasons as r
 from optimodel.reconcile.conditions import find
+from optimodel.reconcile.observed import PodWaiting
 from optimodel.report import ArtifactInfo, Metrics, Report, SourceInfo
 from optimodel.resources import Owner, PodDefaults, ServedArtifact
 from optimodel.spec import parse_spec
@@ -304,3 +305,42 @@ def test_status_shows_the_autoscaler_and_ready_follows_its_count() -> None:
     growing = replace(scaled, replicas=4, updated_replicas=4)
     assert conditions(compute_outcome(replace(state, deployment=growing), T0))[r.READY] == (
         "False", r.ROLLOUT_IN_PROGRESS)
+
+
+def test_an_oom_killed_job_says_to_raise_its_memory_limit() -> None:
+    job = JobObservation(
+        name="digits-1212121212",
+        failed=1,
+        finished="Failed",
+        condition_reason="BackoffLimitExceeded",
+        termination={"error": "out of memory at its memory limit of 64Mi", "reason": "OOMKilled"},
+    )
+    outcome = compute_outcome(observed(job=job), T0)
+    assert conditions(outcome)[r.STALLED] == ("True", r.JOB_OUT_OF_MEMORY)
+    assert "OOMKilled" in outcome.status.message and "64Mi" in outcome.status.message
+    assert "raise spec.job.resources.limits.memory" in outcome.status.message
+    assert ("Warning", r.JOB_OUT_OF_MEMORY) in {(e.type, e.reason) for e in outcome.events}
+
+
+def test_a_job_whose_image_is_missing_is_stalled_and_looked_at_again() -> None:
+    waiting = PodWaiting("digits-1212121212-x7", "ErrImageNeverPull", "image not present with pull policy of Never",
+                         "localhost/optimodel-optimizer:gone")  # fmt: skip
+    job = JobObservation(name="digits-1212121212", active=1, waiting=waiting)
+    outcome = compute_outcome(observed(job=job), T0)
+    assert outcome.status.phase == r.FAILED
+    assert conditions(outcome)[r.STALLED] == ("True", r.JOB_CANNOT_START)
+    assert conditions(outcome)[r.RECONCILING][0] == "False"
+    assert "image localhost/optimodel-optimizer:gone is not present on the node" in outcome.status.message
+    assert outcome.retry_after is not None  # the image may be imported: look again
+    assert desired_children(observed(job=job), DEFAULTS).job is None
+
+
+def test_a_rollout_whose_pods_cannot_start_keeps_the_previous_model_serving() -> None:
+    state = observed(result=report("bb"), report_uri="s3://r")
+    waiting = PodWaiting("digits-serving-abc", "ImagePullBackOff", "Back-off pulling image", "localhost/serve:gone")
+    stuck = replace(deployment("bb", ready=0), available_replicas=2, waiting=waiting)
+    outcome = compute_outcome(replace(state, deployment=stuck), T0)
+    assert conditions(outcome)[r.READY] == ("False", r.ROLLOUT_CANNOT_START)
+    assert conditions(outcome)[r.STALLED] == ("True", r.ROLLOUT_CANNOT_START)
+    assert "image localhost/serve:gone is not present" in outcome.status.message
+    assert "previous model keep serving" in outcome.status.message

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from optimodel.errors import OptimodelError
 from optimodel.reconcile import AutoscalerObservation, DeploymentObservation, JobObservation
+from optimodel.reconcile.observed import START_PROBLEMS, PodWaiting
 from optimodel.resources import ServedArtifact
 from optimodel.resources.common import ATTEMPT_ANNOTATION, RECIPE_KEY_ANNOTATION, RETRY_ANNOTATION
 from optimodel.resources.job import CONTAINER as JOB_CONTAINER
@@ -63,6 +64,14 @@ def _condition(obj: Any, type_: str) -> Any:
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return (end - start).total_seconds() if start and end else None
+
+
+def _memory_limit(pod: Any, container: str) -> str:
+    for spec in pod.spec.containers:
+        limits = (spec.resources and spec.resources.limits) or {}
+        if spec.name == container and "memory" in limits:
+            return f"its memory limit of {limits['memory']}"
+    return "the node's memory (no limit set)"
 
 
 def _termination(message: str | None) -> dict[str, Any] | None:
@@ -143,11 +152,26 @@ class Kube:
         for pod in pods:
             for status in pod.status.container_statuses or []:
                 terminated = status.state and status.state.terminated
+                if status.name == JOB_CONTAINER and terminated and terminated.reason == "OOMKilled":
+                    return {"error": f"out of memory at {_memory_limit(pod, JOB_CONTAINER)}", "reason": "OOMKilled"}
                 if status.name == JOB_CONTAINER and terminated:
                     found = _termination(terminated.message)
                     if found is None and terminated.exit_code:
                         found = {"error": f"exit code {terminated.exit_code} ({terminated.reason})"}
                     return found
+        return None
+
+    def pod_waiting(self, namespace: str, selector: str) -> PodWaiting | None:
+        """A container of the selected pods (newest first) that cannot start, and why."""
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        pods.sort(key=lambda pod: pod.metadata.creation_timestamp, reverse=True)
+        for pod in pods:
+            if pod.metadata.deletion_timestamp is not None:
+                continue
+            for status in (pod.status.init_container_statuses or []) + (pod.status.container_statuses or []):
+                waiting = status.state and status.state.waiting
+                if waiting is not None and waiting.reason in START_PROBLEMS:
+                    return PodWaiting(pod.metadata.name, waiting.reason, waiting.message or "", status.image)
         return None
 
     def create_job(self, job: dict[str, Any]) -> bool:

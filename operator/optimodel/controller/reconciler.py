@@ -163,6 +163,8 @@ class Reconciler:
         job = current_job(self.kube.list_jobs(owner.namespace, owner.name, owner.uid), key)
         if job is not None and job.finished and stored is None:
             job = replace(job, termination=self.kube.job_termination(owner.namespace, job.name))
+        elif job is not None and stored is None:
+            job = replace(job, waiting=self.kube.pod_waiting(owner.namespace, f"job-name={job.name}"))
         base = replace(base, job=job)
         if stored is not None:
             return replace(base, result=stored[0], report_uri=stored[1]), store
@@ -205,7 +207,12 @@ class Reconciler:
         if desired.replicas_handover is not None:
             self.kube.hand_over_replicas(desired.replicas_handover)
         if desired.deployment is not None:
-            observed = replace(observed, deployment=self.kube.apply_deployment(desired.deployment))
+            deployment = self.kube.apply_deployment(desired.deployment)
+            if not deployment.rolled_out:
+                labels = desired.deployment["spec"]["selector"]["matchLabels"]
+                selector = ",".join(f"{key}={value}" for key, value in labels.items())
+                deployment = replace(deployment, waiting=self.kube.pod_waiting(observed.owner.namespace, selector))
+            observed = replace(observed, deployment=deployment)
             if desired.rollout and desired.served is not None:
                 self.metrics.rollouts.inc()
                 self.events(

@@ -24,6 +24,37 @@ class Problem:
     retry: bool  # True when the same spec may work later (storage down, credentials being fixed)
 
 
+# Why a container cannot start that waiting will not cure: the image is not on the node and cannot
+# be pulled, or its configuration names something missing. Other waiting reasons (ContainerCreating,
+# PodInitializing) pass by themselves.
+IMAGE_PROBLEMS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName"})
+START_PROBLEMS = IMAGE_PROBLEMS | {"CreateContainerConfigError", "CreateContainerError"}
+
+
+@dataclass(frozen=True)
+class PodWaiting:
+    """A container of one of the resource's pods that cannot start, as the kubelet reports it."""
+
+    pod: str
+    reason: str  # ErrImageNeverPull, ImagePullBackOff, CreateContainerConfigError, ...
+    message: str
+    image: str
+
+    @property
+    def image_missing(self) -> bool:
+        """The kubelet cannot get the image."""
+        return self.reason in IMAGE_PROBLEMS
+
+    def describe(self) -> str:
+        """Our words for it, with the kubelet's in brackets."""
+        if self.image_missing:
+            what = f"image {self.image} is not present on the node and cannot be pulled"
+        else:
+            what = "its container cannot be created"
+        detail = f"{self.reason}: {self.message[:300]}" if self.message else self.reason
+        return f"pod {self.pod}: {what} ({detail})"
+
+
 @dataclass(frozen=True)
 class JobObservation:
     name: str
@@ -38,6 +69,7 @@ class JobObservation:
     condition_message: str = ""
     termination: dict[str, Any] | None = None  # the JSON termination message of the latest pod
     duration_seconds: float | None = None
+    waiting: PodWaiting | None = None  # the latest pod, while the Job runs, when it cannot start
 
 
 @dataclass(frozen=True)
@@ -51,6 +83,7 @@ class DeploymentObservation:
     available_replicas: int = 0
     served: ServedArtifact | None = None
     progress_deadline_exceeded: bool = False
+    waiting: PodWaiting | None = None  # a pod of the rollout that cannot start
     owns_replicas: bool = False  # the operator's server-side apply owns spec.replicas (a fixed count)
 
     @property

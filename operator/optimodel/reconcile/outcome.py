@@ -39,6 +39,9 @@ WARNING_REASONS = frozenset(
         r.CREDENTIALS_MISSING,
         r.JOB_FAILED,
         r.JOB_DEADLINE_EXCEEDED,
+        r.JOB_OUT_OF_MEMORY,
+        r.JOB_CANNOT_START,
+        r.ROLLOUT_CANNOT_START,
         r.RESULT_MISSING,
         r.GATES_FAILED_REASON,
         r.NO_CANDIDATE,
@@ -150,6 +153,11 @@ def _job_failure(job: JobObservation, owner: Owner) -> tuple[str, str]:
             f"Job {job.name} ran past spec.job.activeDeadlineSeconds: {why}; "
             f"raise it if the run needs longer, then retry: {command}"
         )
+    if term.get("reason") == "OOMKilled":
+        return r.JOB_OUT_OF_MEMORY, (
+            f"Job {job.name} was killed for running out of memory (OOMKilled): {why}; "
+            f"raise spec.job.resources.limits.memory, then retry: {command}"
+        )
     detail = f" ({term['reason']})" if term.get("reason") else ""
     return r.JOB_FAILED, f"Job {job.name} failed{detail}: {why}; fix the input, then retry: {command}"
 
@@ -187,6 +195,17 @@ def _progress(observed: Observed) -> _Progress:
             r.RESULT_MISSING,
             f"Job {job.name} completed but its report cannot be read yet",
             r.PENDING,
+            retry=True,
+        )
+    if job is not None and job.waiting is not None:
+        fix = "import the image into the node or name one it has" if job.waiting.image_missing else "fix it"
+        return _Progress(
+            False,
+            r.JOB_CANNOT_START,
+            f"Job {job.name} cannot start: {job.waiting.describe()}; {fix} (spec.job.image or the operator's "
+            "Job image); the Job goes on once it can",
+            r.FAILED,
+            stalled=True,
             retry=True,
         )
     name = job.name if job else job_name(observed.owner, observed.recipe_key or "")
@@ -245,6 +264,17 @@ def _ready(
             f"({deployment.available_replicas}/{deployment.replicas} available); see its pods",
             r.ROLLING_OUT,
             stalled=True,
+        )
+    if not deployment.rolled_out and deployment.waiting is not None:
+        return _Progress(
+            False,
+            r.ROLLOUT_CANNOT_START,
+            f"Deployment {deployment.name} cannot roll out {_short(sha)}: {deployment.waiting.describe()}; "
+            f"the pods of the previous model keep serving ({deployment.available_replicas}/"
+            f"{deployment.replicas} available)",
+            r.ROLLING_OUT,
+            stalled=True,
+            retry=True,
         )
     if not deployment.rolled_out:
         return _Progress(

@@ -127,6 +127,19 @@ image:
 YAML
 }
 
+# Archives and images of older builds: the three newest of each image stay (other clones on this
+# machine may still use theirs), the rest go.
+prune() {
+  local name old ref
+  for name in optimodel-operator optimodel-optimizer optimodel-serve; do
+    for old in $(ls -t "$ARCHIVES"/localhost_"$name"_*.tar 2>/dev/null | tail -n +4); do
+      ref="localhost/$name:$(basename "$old" .tar | sed "s/^localhost_${name}_//")"
+      rm -f "$old"
+      "${BUILDAH[@]}" rmi "$ref" >/dev/null 2>&1 || true
+    done
+  done
+}
+
 mkdir -p "$ARCHIVES" "$LINK_DIR"
 cd "$REPO_ROOT"
 started=$(date +%s)
@@ -135,4 +148,5 @@ rm -f "$LINK_DIR"/*.tar
 build_pause
 build_coredns
 build_project_images
+prune
 log "images ready in $LINK_DIR ($(( $(date +%s) - started )) s)"

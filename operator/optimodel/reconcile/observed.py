@@ -52,6 +52,7 @@ class DeploymentObservation:
     served: ServedArtifact | None = None
     progress_deadline_exceeded: bool = False
     owns_replicas: bool = False  # the operator's server-side apply owns spec.replicas (a fixed count)
+    controller_uid: str | None = None  # uid of its controlling owner reference, if any
 
     @property
     def rolled_out(self) -> bool:
@@ -62,6 +63,14 @@ class DeploymentObservation:
             and self.available_replicas >= self.replicas
             and self.ready_replicas >= self.replicas
         )
+
+
+@dataclass(frozen=True)
+class ServiceObservation:
+    """The Service named like the serving Deployment, whoever made it."""
+
+    name: str
+    controller_uid: str | None = None  # uid of its controlling owner reference, if any
 
 
 @dataclass(frozen=True)

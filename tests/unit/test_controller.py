@@ -135,3 +135,42 @@ def test_status_is_written_so_that_fields_gone_are_deleted() -> None:
     assert patch["candidate"] is None and patch["lastHandledRetryAt"] is None
     assert patch["serving"]["autoscaler"] is None and patch["serving"]["replicas"] == 2
     assert OptimizedModelStatus.model_validate(patch) == OptimizedModelStatus(phase="Ready", serving=serving)
+
+
+class _Kube:
+    """Only get_model: it blocks until released, as a call to a silent endpoint would."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.entered, self.release = threading.Semaphore(0), threading.Event()
+
+    def get_model(self, namespace: str, name: str) -> None:
+        self.entered.release()
+        self.release.wait(10)
+
+
+def test_a_namespace_holds_at_most_its_share_of_reconciles() -> None:
+    """A third reconcile of a busy namespace is refused at once (Busy); other namespaces go on."""
+    import threading
+
+    from optimodel.controller.metrics import Metrics
+    from optimodel.controller.reconciler import Busy, Reconciler
+    from optimodel.resources import PodDefaults
+
+    kube = _Kube()
+    reconciler = Reconciler(kube, None, PodDefaults("j", "s"), Metrics(), lambda *_: None,  # type: ignore[arg-type]
+                            namespace_workers=2)
+    slow = [threading.Thread(target=reconciler.reconcile, args=("slow", f"m{i}")) for i in range(2)]
+    for thread in slow:
+        thread.start()
+    assert kube.entered.acquire(timeout=5) and kube.entered.acquire(timeout=5)
+    with pytest.raises(Busy):
+        reconciler.reconcile("slow", "m2")
+    other = threading.Thread(target=reconciler.reconcile, args=("fast", "m"))
+    other.start()
+    assert kube.entered.acquire(timeout=5)  # another namespace is not held back
+    kube.release.set()
+    for thread in (*slow, other):
+        thread.join(5)
+    assert reconciler.reconcile("slow", "m2") is None  # the share is given back

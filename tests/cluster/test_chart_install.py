@@ -117,6 +117,7 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
         "--set", f"watchNamespaces={{{watched}}}",
         "--set", "logFormat=text",
         "--set", "reconcile.resyncSeconds=5",
+        "--set", "s3.allowedEndpoints={http://127.0.0.1:9}",  # the model's endpoint: past the policy
     )  # fmt: skip
     try:
         dev_cluster.kubectl("wait", "--for=condition=Established", CRD, "--timeout=60s")
@@ -130,6 +131,7 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
         assert container["command"] == ["optimodel"] and container["args"][0] == "operator"
         env = {item["name"]: item["value"] for item in container["env"]}
         assert env["OPTIMODEL_NAMESPACES"] == watched
+        assert env["OPTIMODEL_ALLOWED_S3_ENDPOINTS"] == "http://127.0.0.1:9"
 
         # The probes' endpoint and the metrics answer on the pod's address.
         ip = pod["status"]["podIP"]
@@ -145,6 +147,7 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
             ("patch", "optimizedmodels.optimodel.io", "--subresource=status", "-n", watched),
             ("get", "secrets", "-n", watched),
             ("create", "events", "-n", watched),
+            ("get", "services", "-n", watched),  # is an existing serving Service the operator's own?
             ("delete", "horizontalpodautoscalers.autoscaling", "-n", watched),
             ("list", "customresourcedefinitions.apiextensions.k8s.io"),
             ("watch", "namespaces"),

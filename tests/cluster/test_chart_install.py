@@ -129,7 +129,7 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
         pod = get_json(dev_cluster, "pods", "-n", namespace, "-l", selector)["items"][0]
         container = pod["spec"]["containers"][0]
         assert container["command"] == ["optimodel"] and container["args"][0] == "operator"
-        env = {item["name"]: item["value"] for item in container["env"]}
+        env = {item["name"]: item.get("value", "") for item in container["env"]}  # "" comes back as no value
         assert env["OPTIMODEL_NAMESPACES"] == watched
         assert env["OPTIMODEL_ALLOWED_S3_ENDPOINTS"] == "http://127.0.0.1:9"
 

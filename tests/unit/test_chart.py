@@ -145,7 +145,6 @@ def test_deployment_runs_the_operator_with_settings_from_values() -> None:
         "OPTIMODEL_NAMESPACE_WORKERS": "2",
         "OPTIMODEL_API_TIMEOUT_SECONDS": "30",
         "OPTIMODEL_LEND_OPERATOR_IDENTITY": "false",
-        "OPTIMODEL_ALLOWED_SERVICE_ACCOUNTS": "",
         "TMPDIR": "/scratch",
     }
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}

@@ -61,3 +61,10 @@ class AccessDeniedError(StorageError):
     """The store answered but refused the credentials."""
 
     reason = "AccessDenied"
+
+
+class ObjectTooLarge(StorageError):
+    """An object is larger than its reader allows: refused without reading it whole (a report or
+    pointer of megabytes is not one a Job wrote; an endpoint streaming forever must not fill memory)."""
+
+    reason = "ObjectTooLarge"

@@ -191,13 +191,20 @@ class Gates(Model):
 class S3Settings(Model):
     endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = Field(
         None, description="S3-compatible endpoint URL; empty for AWS.")
-    region: str = Field("us-east-1", description="Region of the bucket.")
+    region: str = Field(
+        "us-east-1", pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="Region of the bucket.")
     addressing_style: Literal["path", "virtual", "auto"] = Field(
         "path", description="path-style (most S3-compatible servers) or virtual-hosted.")
     credentials_secret: str | None = Field(
         None, max_length=253,
         description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (operator only; "
-                    "locally the usual AWS environment variables are used).")
+                    "locally the usual AWS environment variables are used). Read-write: the operator and "
+                    "the optimization Job use it; serving pods never get it.")
+    serving_credentials_secret: str | None = Field(
+        None, max_length=253,
+        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY that may only read the "
+                    "artifacts: the serving pods' credentials. Empty: serving pods get none and read the "
+                    "artifacts unsigned (public artifacts) or through their own pod identity.")
     ca_bundle: str | None = Field(None, description="Path to a PEM CA bundle for a private endpoint.")
 
 

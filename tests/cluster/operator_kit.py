@@ -92,10 +92,13 @@ def reconciles_at(metrics_url: str, result: str | None = None) -> float:
 
 
 class Operator:
-    """`optimodel operator` as a subprocess, restartable; `env` overrides its settings."""
+    """`optimodel operator` as a subprocess, restartable; `env` overrides its settings, `args` are
+    appended to its command line (e.g. `--verbose`, or a `--metrics-port` other than none)."""
 
-    def __init__(self, cluster: DevCluster, log: Path, env: dict[str, str] | None = None) -> None:
-        self.cluster, self.log, self.env = cluster, log, env or {}
+    def __init__(
+        self, cluster: DevCluster, log: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> None:
+        self.cluster, self.log, self.env, self.args = cluster, log, env or {}, args
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
 
@@ -108,10 +111,12 @@ class Operator:
             "OPTIMODEL_JOB_IMAGE": self.cluster.images["job"],
             "OPTIMODEL_SERVE_IMAGE": self.cluster.images["serve"],
             "OPTIMODEL_IMAGE_PULL_POLICY": "Never",
+            # The tests' S3 servers listen on the host's address on the node's link, on ports of their own.
+            "OPTIMODEL_ALLOWED_S3_ENDPOINTS": f"http://{self.cluster.host_ip}:*",
             **self.env,
         }
         argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(self.cluster.kubeconfig), "-A"]
-        argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(free_port())]
+        argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(free_port()), *self.args]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -143,7 +148,9 @@ class Operator:
 
 
 @contextmanager
-def running_operator(cluster: DevCluster, log: Path, env: dict[str, str] | None = None) -> Iterator[Operator]:
+def running_operator(
+    cluster: DevCluster, log: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> Iterator[Operator]:
     """The CRD installed and an operator running for the block; the tail of its log printed after."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     # `kubectl wait` errors out, rather than waiting, on a CRD so new that it has no conditions yet.
@@ -154,7 +161,7 @@ def running_operator(cluster: DevCluster, log: Path, env: dict[str, str] | None 
         ).returncode == 0,
         timeout=60,
     )
-    runner = Operator(cluster, log, env)
+    runner = Operator(cluster, log, env, args)
     runner.start()
     try:
         yield runner
@@ -183,7 +190,13 @@ def manifest(name: str, endpoint: str, source: str = "s3://models/digits/1/model
             "gates": gates or {"maxSizeRatio": 0.5, "minMetric": 0.85, "maxMetricDrop": 0.05},
             "artifacts": {
                 "uri": "s3://artifacts/digits/",
-                "s3": {"endpoint": endpoint, "credentialsSecret": "s3-credentials"},
+                # moto refuses anonymous reads, as S3 does for a private bucket: the serving pods get
+                # the same Secret as read credentials (moto here checks no keys).
+                "s3": {
+                    "endpoint": endpoint,
+                    "credentialsSecret": "s3-credentials",
+                    "servingCredentialsSecret": "s3-credentials",
+                },
             },
             "serving": {"replicas": 1},
             "job": {"activeDeadlineSeconds": 300, "backoffLimit": 1},

@@ -91,6 +91,7 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
         "--set", f"watchNamespaces={{{watched}}}",
         "--set", "logFormat=text",
         "--set", "reconcile.resyncSeconds=5",
+        "--set", "s3.allowedEndpoints={http://127.0.0.1:9}",  # the model's endpoint: past the policy
         *image_values(dev_cluster),
     )  # fmt: skip
     try:
@@ -103,8 +104,9 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
         pod = get_json(dev_cluster, "pods", "-n", namespace, "-l", selector)["items"][0]
         container = pod["spec"]["containers"][0]
         assert container["command"] == ["optimodel"] and container["args"][0] == "operator"
-        env = {item["name"]: item["value"] for item in container["env"]}
+        env = {item["name"]: item.get("value", "") for item in container["env"]}  # "" comes back as no value
         assert env["OPTIMODEL_NAMESPACES"] == watched
+        assert env["OPTIMODEL_ALLOWED_S3_ENDPOINTS"] == "http://127.0.0.1:9"
 
         # The probes' endpoint and the metrics answer on the pod's address.
         ip = pod["status"]["podIP"]
@@ -120,6 +122,7 @@ def test_chart_installs_a_working_operator_and_uninstalls_cleanly(
             ("patch", "optimizedmodels.optimodel.io", "--subresource=status", "-n", watched),
             ("get", "secrets", "-n", watched),
             ("create", "events", "-n", watched),
+            ("get", "services", "-n", watched),  # is an existing serving Service the operator's own?
             ("delete", "horizontalpodautoscalers.autoscaling", "-n", watched),
             ("list", "customresourcedefinitions.apiextensions.k8s.io"),
             ("watch", "namespaces"),

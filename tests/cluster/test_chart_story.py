@@ -57,6 +57,7 @@ def story(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> 
             "install", release, str(CHART), "--namespace", system,
             "--set", f"watchNamespaces={{{watched}}}",
             "--set", "reconcile.resyncSeconds=10",
+            "--set", f"s3.allowedEndpoints={{http://{dev_cluster.host_ip}:*}}",
             *image_values(dev_cluster),
         )  # fmt: skip
         try:

@@ -1,6 +1,11 @@
 """Wrong S3 credentials end to end: the resource stalls with a clear reason, nothing leaks, and it
 recovers by itself once the Secret is fixed.
 
+The operator runs with `--verbose` (every logger at DEBUG, the Kubernetes client's included) and its
+metrics on: after the whole story every place a user or a log collector can read (the operator's
+log, status, Events, the pods' termination messages and logs, the reports in S3, the metrics) is
+searched for every key, raw and base64-encoded as the API server sends Secrets.
+
 The e2e story uses moto without authentication; this test uses `tests.support.s3server`, which turns
 authentication on, so wrong keys are refused (403 InvalidAccessKeyId) as real S3 refuses them. The
 operator runs with short retry and resync intervals so recovery is bounded in seconds.
@@ -8,10 +13,12 @@ operator runs with short retry and resync intervals so recovery is bounded in se
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
 import textwrap
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +30,7 @@ import yaml
 from optimodel.devcluster.fixture import DevCluster
 from tests.cluster.operator_kit import Operator, condition, get, running_operator, secret_yaml
 from tests.support.polling import wait_for
-from tests.support.s3server import S3Server, start_s3_server
+from tests.support.s3server import S3Server, free_port, start_s3_server
 
 pytestmark = pytest.mark.cluster
 
@@ -62,11 +69,15 @@ def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         server.stop()
 
 
+METRICS_PORT = free_port()
+
+
 @pytest.fixture
 def operator(dev_cluster: DevCluster, tmp_path: Path) -> Iterator[Operator]:
-    """`optimodel operator` retrying every few seconds and never resyncing within the test."""
+    """`optimodel operator --verbose` retrying every few seconds and never resyncing within the test."""
     env = {"OPTIMODEL_RETRY_SECONDS": str(RETRY_SECONDS), "OPTIMODEL_RESYNC_SECONDS": "3600"}
-    with running_operator(dev_cluster, tmp_path / "operator.log", env) as runner:
+    args = ("--verbose", "--metrics-port", str(METRICS_PORT))
+    with running_operator(dev_cluster, tmp_path / "operator.log", env, args) as runner:
         yield runner
 
 
@@ -82,7 +93,11 @@ def model(endpoint: str) -> dict[str, Any]:
             "gates": {"minMetric": 0.5},
             "artifacts": {
                 "uri": "s3://artifacts/creds/",
-                "s3": {"endpoint": endpoint, "credentialsSecret": "s3-credentials"},
+                "s3": {
+                    "endpoint": endpoint,
+                    "credentialsSecret": "s3-credentials",
+                    "servingCredentialsSecret": "s3-credentials",  # one key pair in this S3 server
+                },
             },
             "serving": {"replicas": 1},
             "job": {"activeDeadlineSeconds": 120, "backoffLimit": 0},
@@ -93,6 +108,34 @@ def model(endpoint: str) -> dict[str, Any]:
 def creds(cluster: DevCluster, namespace: str) -> dict[str, Any] | None:
     body: dict[str, Any] | None = get(cluster, namespace, "om", "creds")
     return body
+
+
+def forms(*values: str) -> set[str]:
+    """Each value as it may appear: raw, and base64 as in a Secret's `data`."""
+    return {form for value in values for form in (value, base64.b64encode(value.encode()).decode())}
+
+
+def readable_texts(cluster: DevCluster, namespace: str, s3: S3Server, log: Path) -> dict[str, str]:
+    """Everything a tenant, an operator or a log collector can read after the story."""
+    kubectl = cluster.kubectl
+    texts = {
+        "operator log": log.read_text(),
+        "status": kubectl("get", "om", "-n", namespace, "-o", "yaml").stdout,
+        "events": kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout,
+        "pods and termination messages": kubectl("get", "pods", "-n", namespace, "-o", "yaml").stdout,
+        "jobs": kubectl("get", "jobs", "-n", namespace, "-o", "yaml").stdout,
+        "deployments": kubectl("get", "deployments", "-n", namespace, "-o", "yaml").stdout,
+    }
+    for pod in kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.split():
+        texts[f"log of {pod}"] = kubectl("logs", pod, "-n", namespace, "--all-containers", check=False).stdout
+    client = s3.client()
+    for item in client.list_objects_v2(Bucket="artifacts", Prefix="creds/").get("Contents", []):
+        if item["Key"].endswith(".json"):
+            texts[f"s3://artifacts/{item['Key']}"] = client.get_object(Bucket="artifacts", Key=item["Key"])[
+                "Body"].read().decode()
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10) as answer:
+        texts["metrics"] = answer.read().decode()
+    return texts
 
 
 def test_wrong_credentials_stall_without_leaking_then_recover(
@@ -118,14 +161,10 @@ def test_wrong_credentials_stall_without_leaking_then_recover(
     assert operator.alive(), log.read_text()[-3000:]
     assert dev_cluster.kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.strip() == ""
 
-    # No secret value anywhere a user or a log collector can read.
-    texts = {
-        "status": dev_cluster.kubectl("get", "om", "-n", namespace, "-o", "yaml").stdout,
-        "events": dev_cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout,
-        "operator log": log.read_text(),
-    }
-    for where, text in texts.items():
-        for value in (wrong_secret, wrong_id, s3.secret_key):
+    # No secret value anywhere a user or a log collector can read, debug logs included.
+    assert "DEBUG" in log.read_text() or '"debug"' in log.read_text().lower(), "the operator is not verbose"
+    for where, text in readable_texts(dev_cluster, namespace, s3, log).items():
+        for value in forms(wrong_secret, wrong_id, s3.secret_key):
             assert value not in text, f"a credential appears in the {where}"
 
     # Fix the Secret only: the same generation recovers through the operator's retry, no re-apply.
@@ -149,5 +188,8 @@ def test_wrong_credentials_stall_without_leaking_then_recover(
     assert ready["metadata"]["generation"] == generation == optimized["metadata"]["generation"]
     assert condition(ready, "Stalled")["status"] == "False" and ready["status"]["phase"] == "Ready"
     assert operator.alive()
-    final = log.read_text() + dev_cluster.kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout
-    assert s3.secret_key not in final and wrong_secret not in final
+    texts = readable_texts(dev_cluster, namespace, s3, log)
+    assert any(where.startswith("s3://") for where in texts) and any(where.startswith("log of") for where in texts)
+    for where, text in texts.items():
+        for value in forms(wrong_secret, wrong_id, s3.secret_key, s3.access_key):
+            assert value not in text, f"a credential appears in the {where}"

@@ -50,7 +50,8 @@ def test_jobs_that_run_out_of_memory_or_lack_their_image(
     absent = manifest("absent", s3)
     absent["spec"]["job"]["image"] = "localhost/optimodel-optimizer:not-built"
     absent["spec"]["artifacts"]["uri"] = f"s3://artifacts/{namespace}-absent/"
-    with running_operator(dev_cluster, tmp_path / "operator.log"):
+    allowed = {"OPTIMODEL_ALLOWED_JOB_IMAGES": f"{dev_cluster.images['job']},localhost/optimodel-optimizer:not-built"}
+    with running_operator(dev_cluster, tmp_path / "operator.log", env=allowed):
         apply(dev_cluster, namespace, hungry)
         apply(dev_cluster, namespace, absent)
         oom = stalled(dev_cluster, namespace, "hungry", "JobOutOfMemory")

@@ -39,7 +39,8 @@ NAMESPACED_RULES: set[Rule] = {
     ("", "pods", "list"),  # kube.job_termination lists a Job's pods
     # kube.get_deployment / apply_deployment (server-side apply creates or patches); handlers watch them.
     *{("apps", "deployments", verb) for verb in ("get", "list", "watch", "create", "patch")},
-    *{("", "services", verb) for verb in ("create", "patch")},  # kube.apply_service (server-side apply)
+    # kube.get_service (is an existing one ours?) / apply_service (server-side apply).
+    *{("", "services", verb) for verb in ("get", "create", "patch")},
     # kube.get_autoscaler / apply_autoscaler (server-side apply) / delete_autoscaler (autoscaling removed).
     *{("autoscaling", "horizontalpodautoscalers", verb) for verb in ("get", "create", "patch", "delete")},
     ("", "secrets", "get"),  # kube.credentials
@@ -141,6 +142,9 @@ def test_deployment_runs_the_operator_with_settings_from_values() -> None:
         "OPTIMODEL_RESYNC_SECONDS": "60",
         "OPTIMODEL_RETRY_SECONDS": "30",
         "OPTIMODEL_WORKERS": "8",
+        "OPTIMODEL_NAMESPACE_WORKERS": "2",
+        "OPTIMODEL_API_TIMEOUT_SECONDS": "30",
+        "OPTIMODEL_LEND_OPERATOR_IDENTITY": "false",
         "TMPDIR": "/scratch",
     }
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
@@ -171,6 +175,26 @@ def test_values_reach_the_operator() -> None:
     assert env["OPTIMODEL_METRICS_PORT"] == "9100"
     assert _container(docs)["args"] == ["operator", "--log-format=text", "--verbose"]
     assert _one(docs, "Service")["spec"]["ports"][0]["port"] == 9100
+
+
+def test_security_values_reach_the_operator() -> None:
+    """The policy of docs/security.md: endpoints, lent identity, image and ServiceAccount allow-lists."""
+    env = _env(
+        _render(
+            "s3.allowedEndpoints={http://minio.storage:9000,https://s3.*.amazonaws.com}",
+            "s3.lendOperatorIdentity=true",
+            "job.allowedImages={registry.example/opt:1,registry.example/opt:2}",
+            "job.allowedServiceAccounts={trainer}",
+            "serving.allowedImages={registry.example/serve:1}",
+            "reconcile.namespaceWorkers=3",
+        )
+    )
+    assert env["OPTIMODEL_ALLOWED_S3_ENDPOINTS"] == "http://minio.storage:9000,https://s3.*.amazonaws.com"
+    assert env["OPTIMODEL_LEND_OPERATOR_IDENTITY"] == "true"
+    assert env["OPTIMODEL_ALLOWED_JOB_IMAGES"] == "registry.example/opt:1,registry.example/opt:2"
+    assert env["OPTIMODEL_ALLOWED_SERVICE_ACCOUNTS"] == "trainer"
+    assert env["OPTIMODEL_ALLOWED_SERVE_IMAGES"] == "registry.example/serve:1"
+    assert env["OPTIMODEL_NAMESPACE_WORKERS"] == "3"
 
 
 def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:

@@ -135,3 +135,91 @@ def test_status_is_written_so_that_fields_gone_are_deleted() -> None:
     assert patch["candidate"] is None and patch["lastHandledRetryAt"] is None
     assert patch["serving"]["autoscaler"] is None and patch["serving"]["replicas"] == 2
     assert OptimizedModelStatus.model_validate(patch) == OptimizedModelStatus(phase="Ready", serving=serving)
+
+
+class _Kube:
+    """Only get_model: it blocks until released, as a call to a silent endpoint would."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.entered, self.release = threading.Semaphore(0), threading.Event()
+
+    def get_model(self, namespace: str, name: str) -> None:
+        self.entered.release()
+        self.release.wait(10)
+
+
+def test_a_namespace_holds_at_most_its_share_of_reconciles() -> None:
+    """A third reconcile of a busy namespace is refused at once (Busy); other namespaces go on."""
+    import threading
+
+    from optimodel.controller.metrics import Metrics
+    from optimodel.controller.reconciler import Busy, Reconciler
+    from optimodel.resources import PodDefaults
+
+    kube = _Kube()
+    reconciler = Reconciler(kube, None, PodDefaults("j", "s"), Metrics(), lambda *_: None,  # type: ignore[arg-type]
+                            namespace_workers=2)
+    slow = [threading.Thread(target=reconciler.reconcile, args=("slow", f"m{i}")) for i in range(2)]
+    for thread in slow:
+        thread.start()
+    assert kube.entered.acquire(timeout=5) and kube.entered.acquire(timeout=5)
+    with pytest.raises(Busy):
+        reconciler.reconcile("slow", "m2")
+    other = threading.Thread(target=reconciler.reconcile, args=("fast", "m"))
+    other.start()
+    assert kube.entered.acquire(timeout=5)  # another namespace is not held back
+    kube.release.set()
+    for thread in (*slow, other):
+        thread.join(5)
+    assert reconciler.reconcile("slow", "m2") is None  # the share is given back
+
+
+class _RefusingKube:
+    """An API with one OptimizedModel whose endpoint the policy refuses; records the status written."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.status: dict[str, object] = {}
+        self.body = {
+            "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": 1},
+            "spec": {"source": {"uri": "s3://models/m.h5"}, "evaluation": {"data": "s3://data/t.npz"},
+                     "artifacts": {"uri": "s3://artifacts/m/",
+                                   "s3": {"endpoint": endpoint, "credentialsSecret": "s3"}}},
+        }
+
+    def get_model(self, namespace: str, name: str) -> dict[str, object]:
+        return self.body
+
+    def get_deployment(self, namespace: str, name: str) -> None:
+        return None
+
+    get_autoscaler = get_service = get_deployment
+
+    def write_status(self, namespace: str, name: str, status: dict[str, object]) -> None:
+        self.status = status
+
+    def credentials(self, namespace: str, secret: str) -> tuple[str, str]:
+        raise AssertionError("the Secret was read for a refused spec")
+
+
+class _NoStore:
+    def store(self, *_: object) -> None:
+        raise AssertionError("a store was opened for a refused spec")
+
+
+@pytest.mark.parametrize("endpoint", ["http://169.254.169.254", "http://minio.internal:9000"])
+def test_a_refused_endpoint_stalls_before_any_request(endpoint: str) -> None:
+    from optimodel.controller.metrics import Metrics
+    from optimodel.controller.reconciler import Reconciler
+    from optimodel.resources import PodDefaults
+
+    kube = _RefusingKube(endpoint)
+    events: list[object] = []
+    reconciler = Reconciler(kube, _NoStore(), PodDefaults("j", "s"), Metrics(),  # type: ignore[arg-type]
+                            lambda _, event: events.append(event))
+    outcome = reconciler.reconcile("ns", "m")
+    assert outcome is not None and outcome.retry_after is None
+    stalled = {c["type"]: c for c in kube.status["conditions"]}["Stalled"]  # type: ignore[index]
+    assert (stalled["status"], stalled["reason"]) == ("True", "EndpointNotAllowed")
+    assert endpoint in stalled["message"] and events

@@ -46,7 +46,11 @@ def make_spec(**overrides: Any) -> OptimizedModelSpec:
         "gates": {"maxSizeRatio": 0.3, "maxMetricDrop": 0.01},
         "artifacts": {
             "uri": "s3://artifacts/digits/",
-            "s3": {"endpoint": "http://s3.storage:9000", "credentialsSecret": "s3-credentials"},
+            "s3": {
+                "endpoint": "http://s3.storage:9000",
+                "credentialsSecret": "s3-credentials",
+                "servingCredentialsSecret": "s3-read-only",
+            },
         },
         "serving": {"replicas": 2, "resources": {"limits": {"memory": "256Mi", "cpu": 1}}},
         "job": {"resources": {"requests": {"cpu": "500m"}}, "backoffLimit": 3},
@@ -75,6 +79,19 @@ def test_job_golden() -> None:
 
 def test_deployment_golden() -> None:
     check_golden("deployment", build_deployment(make_spec(), OWNER, ARTIFACT, DEFAULTS))
+
+
+def _secrets(obj: dict[str, Any]) -> set[str]:
+    pod = obj["spec"]["template"]["spec"]
+    return {e["valueFrom"]["secretKeyRef"]["name"] for c in pod["containers"] for e in c["env"] if "valueFrom" in e}
+
+
+def test_serving_pods_get_read_only_credentials_or_none() -> None:
+    """The Job writes results with credentialsSecret; the serving pods only ever read."""
+    assert _secrets(build_job(make_spec(), OWNER, RECIPE, DEFAULTS)) == {"s3-credentials"}
+    assert _secrets(build_deployment(make_spec(), OWNER, ARTIFACT, DEFAULTS)) == {"s3-read-only"}
+    public = make_spec(artifacts={"uri": "s3://artifacts/digits/", "s3": {"credentialsSecret": "s3-credentials"}})
+    assert _secrets(build_deployment(public, OWNER, ARTIFACT, DEFAULTS)) == set()
 
 
 def test_service_golden() -> None:

@@ -82,10 +82,10 @@ handlers.py) and kopf. Used by the ClusterRole (all namespaces) or by one Role p
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Serving Services: server-side apply only.
+# Serving Services: read to check that an existing one is the operator's own, then server-side apply.
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["create", "patch"]
+  verbs: ["get", "create", "patch"]
 # Serving autoscalers (spec.serving.autoscaling): read to find one no longer wanted, server-side
 # applied, and deleted (the one observed, by uid) when autoscaling is removed from the spec.
 - apiGroups: ["autoscaling"]

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import logging
 
+from optimodel.controller import redact
 from optimodel.controller.settings import Settings
 
 
@@ -32,6 +33,7 @@ def _run(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
+    redact.install(args.verbose)  # after kopf.configure, which sets every logger to DEBUG when verbose
     operator = Operator(settings)
     registry = kopf.OperatorRegistry()
     register(registry, operator)

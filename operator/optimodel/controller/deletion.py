@@ -19,10 +19,10 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from optimodel.controller.artifacts import Artifacts, pointer_uri
+from optimodel.controller.artifacts import MAX_POINTER_BYTES, Artifacts, pointer_uri
 from optimodel.controller.kube import CredentialsError, Kube
-from optimodel.errors import NotFoundError, OptimodelError
-from optimodel.reconcile import Event
+from optimodel.errors import NotFoundError, ObjectTooLarge, OptimodelError
+from optimodel.reconcile import Event, Problem
 from optimodel.reconcile import reasons as r
 from optimodel.reconcile.deletion import (
     Claims,
@@ -32,6 +32,7 @@ from optimodel.reconcile.deletion import (
     plan_deletion,
     retry_delay,
 )
+from optimodel.reconcile.policy import Policy, check_endpoints
 from optimodel.resources import Owner
 from optimodel.spec import OptimizedModelSpec, parse_spec
 from optimodel.storage import ArtifactStore, join_uri
@@ -72,8 +73,16 @@ def _other(body: dict[str, Any]) -> OtherModel | None:
 
 
 class ArtifactDeleter:
-    def __init__(self, kube: Kube, artifacts: Artifacts, namespaces: tuple[str, ...], events: EventSink) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        artifacts: Artifacts,
+        namespaces: tuple[str, ...],
+        events: EventSink,
+        policy: Policy | None = None,
+    ) -> None:
         self.kube, self.artifacts, self.namespaces, self.events = kube, artifacts, namespaces, events
+        self.policy = policy or Policy()
 
     def delete(self, body: dict[str, Any], base_delay: float, attempt: int = 0) -> DeletionPlan | None:
         """Remove what this resource stored and nobody else uses; None when the results were retained.
@@ -104,6 +113,13 @@ class ArtifactDeleter:
         return plan
 
     def _store(self, owner: Owner, spec: OptimizedModelSpec) -> ArtifactStore:
+        # The same policy as for reconciles: deleting is a request on the tenant's behalf too, and
+        # without a Secret of its own a resource must not delete with the operator's identity.
+        refused = check_endpoints(spec, self.policy)
+        if refused is None and spec.artifacts.s3.credentials_secret is None and not self.policy.lend_operator_identity:
+            refused = Problem(r.CREDENTIALS_REQUIRED, "spec.artifacts.s3.credentialsSecret is not set", retry=False)
+        if refused is not None:
+            raise ResultsRetained(f"{refused.message}: the stored results under {spec.artifacts.uri} are retained")
         secret = spec.artifacts.s3.credentials_secret
         try:
             credentials = self.kube.credentials(owner.namespace, secret) if secret else None
@@ -134,8 +150,8 @@ class ArtifactDeleter:
     def _pointer(store: ArtifactStore, spec: OptimizedModelSpec, recipe_key: str) -> str | None:
         """The result a recipe pointer names, e.g. one a Job stored after the last status was written."""
         try:
-            pointer = json.loads(store.read_bytes(pointer_uri(spec, recipe_key)))
-        except (NotFoundError, ValueError):
+            pointer = json.loads(store.read_bytes(pointer_uri(spec, recipe_key), MAX_POINTER_BYTES))
+        except (NotFoundError, ObjectTooLarge, ValueError):
             return None  # absent, or not a pointer a Job wrote (still removed: it names nothing)
         key = pointer.get("key") if isinstance(pointer, dict) else None
         return key if isinstance(key, str) else None

@@ -23,7 +23,7 @@ from optimodel.controller.artifacts import Artifacts
 from optimodel.controller.deletion import ArtifactDeleter, RetryDeletion
 from optimodel.controller.kube import Kube, make_api_client
 from optimodel.controller.metrics import Metrics
-from optimodel.controller.reconciler import Reconciler
+from optimodel.controller.reconciler import Busy, Reconciler
 from optimodel.controller.settings import Settings
 from optimodel.errors import SpecError
 from optimodel.reconcile import Event, retry_pending
@@ -32,6 +32,7 @@ from optimodel.resources import RETRY_ANNOTATION
 from optimodel.resources.common import MANAGED_BY
 from optimodel.spec import API_GROUP, API_VERSION, KIND, PLURAL
 
+log = logging.getLogger(__name__)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
 ANNOTATION_PREFIX = "optimodel.io"
 
@@ -51,15 +52,36 @@ class Operator:
     artifacts: Artifacts = field(default_factory=Artifacts)
 
     def start(self) -> Reconciler:
-        kube = Kube(make_api_client(self.settings.kubeconfig))
-        self.reconciler = Reconciler(kube, self.artifacts, self.settings.pods, self.metrics, post_event)
-        self.deleter = ArtifactDeleter(kube, self.artifacts, self.settings.namespaces, post_event)
+        settings = self.settings
+        kube = Kube(make_api_client(settings.kubeconfig, settings.api_timeout_seconds))
+        self.reconciler = Reconciler(
+            kube, self.artifacts, settings.pods, self.metrics, post_event,
+            policy=settings.policy, namespace_workers=settings.namespace_workers,
+        )
+        self.deleter = ArtifactDeleter(kube, self.artifacts, settings.namespaces, post_event, settings.policy)
         return self.reconciler
 
     def reconcile(self, namespace: str, name: str, retry: int = 0) -> None:
-        """`retry`: kopf's count of failed attempts of this handler in a row (0 on the first)."""
+        """One reconcile as kopf sees it: our messages only, whatever went wrong.
+
+        kopf posts a failed handler's exception text as an Event; an unexpected error (an API
+        error quoting a response body, a bug) is logged here with its traceback and reaches the
+        resource as a short message of our own. `retry`: kopf's count of failed attempts of this
+        handler in a row (0 on the first).
+        """
         assert self.reconciler is not None, "the startup handler builds the reconciler"
-        outcome = self.reconciler.reconcile(namespace, name)
+        try:
+            outcome = self.reconciler.reconcile(namespace, name)
+        except Busy:
+            raise kopf.TemporaryError(
+                "waiting for other reconciles of this namespace to finish", delay=self.settings.retry_seconds
+            ) from None
+        except Exception as error:
+            log.exception("reconcile of %s/%s failed", namespace, name)
+            raise kopf.TemporaryError(
+                f"reconcile failed ({type(error).__name__}); the operator's log has the details",
+                delay=self.settings.retry_seconds,
+            ) from None
         if outcome is None:
             return
         if outcome.permanent:
@@ -70,6 +92,18 @@ class Operator:
             settings = self.settings
             delay = requeue_delay(settings.retry_seconds, retry + 1, random.random(), settings.retry_max_seconds)
             raise kopf.TemporaryError(outcome.status.message, delay=delay)
+
+
+    def nudge(self, namespace: str, name: str) -> None:
+        """A reconcile an event asked for: skipped when the namespace is busy (a retry or the resync
+        timer follows), errors logged (kopf does not retry event handlers anyway)."""
+        assert self.reconciler is not None
+        try:
+            self.reconciler.reconcile(namespace, name)
+        except Busy:
+            log.debug("%s/%s: namespace busy, the next retry or resync reconciles it", namespace, name)
+        except Exception:
+            log.exception("reconcile of %s/%s failed", namespace, name)
 
 
 def _retry_pending(body: kopf.Body, **_: Any) -> bool:
@@ -134,16 +168,14 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
     # whose request is not yet in status.lastHandledRetryAt. Once handled, events no longer match.
     @kopf.on.event(*resource, annotations={RETRY_ANNOTATION: kopf.PRESENT}, when=_retry_pending, registry=registry)
     def retry_requested(name: str, namespace: str | None, **_: Any) -> None:
-        assert operator.reconciler is not None
-        operator.reconciler.reconcile(namespace or "", name)
+        operator.nudge(namespace or "", name)
 
     @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)
     def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = _owner_name(body)
         if owner is not None:
-            assert operator.reconciler is not None
-            operator.reconciler.reconcile(namespace or "", owner)
+            operator.nudge(namespace or "", owner)
 
     # A callback, not field=/value=: kopf matches a field filter against the last handled spec too,
     # so switching a Terminating resource to Retain would not release it.

@@ -17,8 +17,9 @@ from typing import Any, TypeVar
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from optimodel.controller import redact
 from optimodel.errors import OptimodelError
-from optimodel.reconcile import AutoscalerObservation, DeploymentObservation, JobObservation
+from optimodel.reconcile import AutoscalerObservation, DeploymentObservation, JobObservation, ServiceObservation
 from optimodel.reconcile.observed import START_PROBLEMS, PodWaiting
 from optimodel.resources import ServedArtifact
 from optimodel.resources.common import ATTEMPT_ANNOTATION, RECIPE_KEY_ANNOTATION, RETRY_ANNOTATION
@@ -133,6 +134,7 @@ class Kube:
         if missing:
             raise CredentialsError(f"Secret {namespace}/{secret} has no key {', '.join(missing)}")
         key_id, secret_key = (base64.b64decode(data[key]).decode() for key in CREDENTIAL_KEYS)
+        redact.register(key_id, secret_key)
         return key_id, secret_key
 
     def list_jobs(self, namespace: str, owner: str, owner_uid: str) -> list[JobObservation]:
@@ -213,6 +215,10 @@ class Kube:
             if error.status not in (404, 409):
                 raise
 
+    def get_service(self, namespace: str, name: str) -> ServiceObservation | None:
+        found = _or_none(lambda: self.core.read_namespaced_service(name, namespace))
+        return ServiceObservation(name=name, controller_uid=_controller_uid(found)) if found is not None else None
+
     def apply_service(self, body: dict[str, Any]) -> None:
         _server_side_apply(self.core.patch_namespaced_service, body)
 
@@ -222,6 +228,11 @@ def _attempt(value: str | None) -> int:
         return max(1, int(value or 1))
     except ValueError:
         return 1
+
+
+def _controller_uid(found: Any) -> str | None:
+    controller = next((ref for ref in found.metadata.owner_references or [] if ref.controller), None)
+    return str(controller.uid) if controller is not None else None
 
 
 def observe_job(job: Any) -> JobObservation:
@@ -265,6 +276,7 @@ def observe_deployment(deployment: Any) -> DeploymentObservation:
         served=ServedArtifact.from_annotations(annotations),
         progress_deadline_exceeded=bool(progressing and progressing.reason == "ProgressDeadlineExceeded"),
         owns_replicas=any(_applies_replicas(entry) for entry in deployment.metadata.managed_fields or []),
+        controller_uid=_controller_uid(deployment),
     )
 
 
@@ -277,25 +289,45 @@ def _cpu_target(metrics: list[Any] | None) -> int | None:
 
 
 def observe_autoscaler(found: Any) -> AutoscalerObservation:
-    controller = next((ref for ref in found.metadata.owner_references or [] if ref.controller), None)
     return AutoscalerObservation(
         name=found.metadata.name,
         uid=found.metadata.uid or "",
-        controller_uid=controller.uid if controller is not None else None,
+        controller_uid=_controller_uid(found),
         min_replicas=found.spec.min_replicas if found.spec.min_replicas is not None else 1,
         max_replicas=found.spec.max_replicas,
         target_cpu_utilization=_cpu_target(found.spec.metrics),
     )
 
 
-def make_api_client(kubeconfig: str | None) -> client.ApiClient:
+class DeadlineApiClient(client.ApiClient):
+    """An ApiClient whose every request has a deadline unless the call sets its own.
+
+    The generated client waits forever by default; a stuck API connection must not hold one of
+    the operator's worker threads for good.
+    """
+
+    timeout_seconds: float = 30
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = self.timeout_seconds
+        return super().request(*args, **kwargs)
+
+
+def make_api_client(kubeconfig: str | None, timeout_seconds: float = 30) -> client.ApiClient:
     """In-cluster credentials when running in a pod, otherwise the kubeconfig (KUBECONFIG or ~/.kube)."""
     from kubernetes import config
 
+    configuration = client.Configuration()
     if kubeconfig is None:
         try:
-            config.load_incluster_config()
-            return client.ApiClient()
+            config.load_incluster_config(client_configuration=configuration)
+            api = DeadlineApiClient(configuration)
+            api.timeout_seconds = timeout_seconds
+            return api
         except config.ConfigException:
             pass
-    return config.new_client_from_config(config_file=kubeconfig)
+    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    api = DeadlineApiClient(configuration)
+    api.timeout_seconds = timeout_seconds
+    return api

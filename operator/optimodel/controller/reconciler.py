@@ -4,7 +4,13 @@ The decisions are the pure functions of `optimodel.reconcile`; this module only 
 need (Kubernetes objects, the source version, stored results) and carries out what they return.
 Reconciles of one object are serialized by a lock: kopf's handlers, its timer and the Job and
 Deployment watchers may all ask for the same object at once, and each one reads the object fresh
-and writes its status through the status subresource before the next one starts.
+and writes its status through the status subresource before the next one starts. Reconciles of one
+namespace share a small budget (`namespace_workers`): a tenant whose endpoint never answers holds
+that many of kopf's threads at most, and the rest of its reconciles are told to come back later
+(`Busy`) instead of queueing behind it, so other namespaces keep their threads.
+
+Before any request on a spec's behalf the operator's policy is checked (endpoints, credentials,
+images, ServiceAccount: `reconcile.policy`) and so is the ownership of the serving names.
 """
 
 from __future__ import annotations
@@ -16,13 +22,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from optimodel.contentkey import recipe_key
-from optimodel.controller.artifacts import Artifacts
+from optimodel.controller.artifacts import Artifacts, InvalidResult
 from optimodel.controller.kube import CredentialsError, Kube
 from optimodel.controller.metrics import Metrics
-from optimodel.errors import AccessDeniedError, NotFoundError, SpecError, StorageError
+from optimodel.errors import AccessDeniedError, NotFoundError, OptimodelError, SpecError, StorageError
 from optimodel.reconcile import (
     Desired,
     Event,
@@ -38,11 +42,17 @@ from optimodel.reconcile import (
     remember_failure,
 )
 from optimodel.reconcile import reasons as r
+from optimodel.reconcile.ownership import in_the_way
+from optimodel.reconcile.policy import Policy, check_spec
 from optimodel.resources import RETRY_ANNOTATION, Owner, PodDefaults, job_image, serving_name
 from optimodel.spec import OptimizedModelSpec, parse_spec
 from optimodel.storage import ArtifactStore
 
 EventSink = Callable[[dict[str, Any], Event], None]
+
+
+class Busy(Exception):
+    """The namespace already uses its share of reconciles: try this one again later."""
 
 
 def utc_now() -> str:
@@ -75,11 +85,28 @@ class Reconciler:
         metrics: Metrics,
         events: EventSink,
         now: Callable[[], str] = utc_now,
+        policy: Policy | None = None,
+        namespace_workers: int = 2,
     ) -> None:
         self.kube, self.artifacts, self.pods, self.metrics = kube, artifacts, pods, metrics
         self.events, self.now = events, now
+        self.policy = policy or Policy()
+        self.namespace_workers = namespace_workers
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._busy: dict[str, int] = {}  # namespace -> reconciles running now
         self._guard = threading.Lock()
+
+    def _enter(self, namespace: str) -> None:
+        with self._guard:
+            if self._busy.get(namespace, 0) >= self.namespace_workers:
+                raise Busy(f"namespace {namespace} already has {self.namespace_workers} reconciles running")
+            self._busy[namespace] = self._busy.get(namespace, 0) + 1
+
+    def _leave(self, namespace: str) -> None:
+        with self._guard:
+            self._busy[namespace] -= 1
+            if not self._busy[namespace]:
+                del self._busy[namespace]
 
     def _lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._guard:
@@ -91,17 +118,24 @@ class Reconciler:
         self.metrics.set_phase((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> Outcome | None:
-        """Reconcile the object as it is now; None when it is gone or being deleted."""
+        """Reconcile the object as it is now; None when it is gone or being deleted.
+
+        Raises `Busy`, without waiting, when the namespace already runs its share of reconciles.
+        """
         started = time.monotonic()
-        with self._lock((namespace, name)):
-            body = self.kube.get_model(namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return None
-            try:
-                outcome, job_seconds = self._reconcile(body)
-            except Exception:
-                self.metrics.reconciles.labels("error").inc()
-                raise
+        self._enter(namespace)
+        try:
+            with self._lock((namespace, name)):
+                body = self.kube.get_model(namespace, name)
+                if body is None or body["metadata"].get("deletionTimestamp"):
+                    return None
+                try:
+                    outcome, job_seconds = self._reconcile(body)
+                except Exception:
+                    self.metrics.reconciles.labels("error").inc()
+                    raise
+        finally:
+            self._leave(namespace)
         result = "permanent" if outcome.permanent else "retry" if outcome.retry_after else "ok"
         self.metrics.reconciles.labels(result).inc()
         self.metrics.reconcile_seconds.observe(time.monotonic() - started)
@@ -139,6 +173,12 @@ class Reconciler:
         except SpecError as error:
             return replace(base, problem=Problem(r.INVALID_SPEC, str(error), retry=False)), None
         base = replace(base, spec=spec)
+        refused = check_spec(spec, self.policy, self.pods.job_image, self.pods.serve_image)
+        if refused is not None:
+            return replace(base, problem=refused), None
+        blocked = in_the_way(base, self.kube.get_service(owner.namespace, serving_name(owner)))
+        if blocked is not None:
+            return replace(base, problem=blocked), None
         try:
             store = self._store(owner, spec)
         except CredentialsError as error:
@@ -151,7 +191,10 @@ class Reconciler:
         base = replace(base, recipe_key=key)
         try:
             stored = self.artifacts.stored_result(store, spec, key)
-        except (StorageError, ValidationError, ValueError) as error:
+        except InvalidResult as error:
+            problem = Problem(r.RESULT_INVALID, f"spec.artifacts.uri: {error}; never served", retry=True)
+            return replace(base, problem=problem), None
+        except StorageError as error:
             problem = Problem(
                 r.STORAGE_UNAVAILABLE, f"spec.artifacts.uri: stored result unreadable: {error}", True
             )
@@ -179,12 +222,13 @@ class Reconciler:
         """A Job that completed before its pointer was readable: take the report it names."""
         job = observed.job
         report_uri = (job.termination or {}).get("reportUri") if job and job.finished == "Complete" else None
-        if observed.result is not None or not report_uri:
+        if observed.result is not None or not isinstance(report_uri, str) or observed.spec is None:
             return observed
         try:
-            return replace(observed, result=self.artifacts.report(store, report_uri), report_uri=report_uri)
-        except (StorageError, NotFoundError, ValidationError, ValueError):
+            report = self.artifacts.report(store, observed.spec, report_uri)
+        except OptimodelError:  # unreadable or not checking out: never served; ResultMissing says so
             return observed
+        return replace(observed, result=report, report_uri=report_uri)
 
     def _apply(self, body: dict[str, Any], observed: Observed, desired: Desired) -> Observed:
         new_job = None

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from optimodel import __version__
+from optimodel.reconcile.policy import DEFAULT_S3_ENDPOINTS, Policy, parse_endpoint
 from optimodel.resources import PodDefaults
 
 
@@ -21,6 +22,45 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise SystemExit(f"{name}={raw!r} is not an integer") from None
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """A comma-separated list; unset means `default`, set but empty means an empty list."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise SystemExit(f"{name}={raw!r} is not true or false")
+
+
+def _endpoints(env: Mapping[str, str]) -> tuple[str, ...]:
+    """OPTIMODEL_ALLOWED_S3_ENDPOINTS, each checked now: a typo must stop the operator, not allow nothing."""
+    endpoints = _list(env, "OPTIMODEL_ALLOWED_S3_ENDPOINTS", DEFAULT_S3_ENDPOINTS) or DEFAULT_S3_ENDPOINTS
+    for entry in endpoints:
+        try:
+            parse_endpoint(entry, pattern=True)
+        except ValueError as error:
+            raise SystemExit(f"OPTIMODEL_ALLOWED_S3_ENDPOINTS: {error}") from None
+    return endpoints
+
+
+def policy_from_env(env: Mapping[str, str], pods: PodDefaults) -> Policy:
+    """What tenants' specs may ask for (docs/security.md): endpoints, identity, images, ServiceAccounts."""
+    return Policy(
+        allowed_s3_endpoints=_endpoints(env),
+        allowed_job_images=_list(env, "OPTIMODEL_ALLOWED_JOB_IMAGES") or (pods.job_image,),
+        allowed_serve_images=_list(env, "OPTIMODEL_ALLOWED_SERVE_IMAGES") or (pods.serve_image,),
+        allowed_service_accounts=_list(env, "OPTIMODEL_ALLOWED_SERVICE_ACCOUNTS"),
+        lend_operator_identity=_bool(env, "OPTIMODEL_LEND_OPERATOR_IDENTITY"),
+    )
 
 
 @dataclass(frozen=True)
@@ -35,6 +75,9 @@ class Settings:
     workers: int = 8
     kubeconfig: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    policy: Policy = field(default_factory=Policy)
+    namespace_workers: int = 2  # reconciles one namespace may run at once (of `workers`)
+    api_timeout_seconds: int = 30  # deadline of each Kubernetes API call
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,4 +102,7 @@ class Settings:
             retry_max_seconds=_int(env, "OPTIMODEL_RETRY_MAX_SECONDS", 600),
             workers=_int(env, "OPTIMODEL_WORKERS", 8),
             kubeconfig=env.get("KUBECONFIG") or None,
+            policy=policy_from_env(env, pods),
+            namespace_workers=max(1, _int(env, "OPTIMODEL_NAMESPACE_WORKERS", 2)),
+            api_timeout_seconds=max(1, _int(env, "OPTIMODEL_API_TIMEOUT_SECONDS", 30)),
         )

@@ -12,6 +12,7 @@ from optimodel.reconcile.observed import (
     JobObservation,
     Observed,
     Problem,
+    ServiceObservation,
 )
 from optimodel.reconcile.outcome import Outcome, compute_outcome
 from optimodel.reconcile.retry import (
@@ -37,6 +38,7 @@ __all__ = [
     "Outcome",
     "Problem",
     "Retry",
+    "ServiceObservation",
     "candidate_passed",
     "compute_outcome",
     "current_job",

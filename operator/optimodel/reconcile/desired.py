@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from optimodel.gates import all_passed, evaluate_gates
+from optimodel.reconcile import reasons as r
 from optimodel.reconcile.observed import AutoscalerObservation, Observed
 from optimodel.reconcile.retry import Retry, decide_retry
 from optimodel.report import GateResult, Report
@@ -101,8 +102,8 @@ def _replicas_handover(observed: Observed, spec: OptimizedModelSpec) -> dict[str
 def desired_children(observed: Observed, defaults: PodDefaults) -> Desired:
     spec = observed.spec
     retry = decide_retry(observed)
-    if spec is None:
-        return Desired(retry=retry)
+    if spec is None or (observed.problem is not None and observed.problem.reason == r.OBJECT_IN_THE_WAY):
+        return Desired(retry=retry)  # nothing is applied over an object of someone else
     job = _job(observed, defaults, retry)
     stale = own_autoscaler(observed) if spec.serving.autoscaling is None else None
     before = observed.deployment.served if observed.deployment else None

@@ -85,6 +85,7 @@ class DeploymentObservation:
     progress_deadline_exceeded: bool = False
     waiting: PodWaiting | None = None  # a pod of the rollout that cannot start
     owns_replicas: bool = False  # the operator's server-side apply owns spec.replicas (a fixed count)
+    controller_uid: str | None = None  # uid of its controlling owner reference, if any
 
     @property
     def rolled_out(self) -> bool:
@@ -95,6 +96,14 @@ class DeploymentObservation:
             and self.available_replicas >= self.replicas
             and self.ready_replicas >= self.replicas
         )
+
+
+@dataclass(frozen=True)
+class ServiceObservation:
+    """The Service named like the serving Deployment, whoever made it."""
+
+    name: str
+    controller_uid: str | None = None  # uid of its controlling owner reference, if any
 
 
 @dataclass(frozen=True)

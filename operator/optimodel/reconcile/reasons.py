@@ -30,6 +30,16 @@ SOURCE_NOT_FOUND: Final = "SourceNotFound"
 ACCESS_DENIED: Final = "AccessDenied"
 STORAGE_UNAVAILABLE: Final = "StorageUnavailable"
 CREDENTIALS_MISSING: Final = "CredentialsMissing"
+# The operator's policy refused the spec (reconcile/policy.py, docs/security.md).
+ENDPOINT_NOT_ALLOWED: Final = "EndpointNotAllowed"
+LOCAL_FILE_NOT_ALLOWED: Final = "LocalFileNotAllowed"
+CREDENTIALS_REQUIRED: Final = "CredentialsRequired"
+IMAGE_NOT_ALLOWED: Final = "ImageNotAllowed"
+SERVICE_ACCOUNT_NOT_ALLOWED: Final = "ServiceAccountNotAllowed"
+# A Deployment, Service or HorizontalPodAutoscaler of the serving name exists and is not this resource's.
+OBJECT_IN_THE_WAY: Final = "ObjectInTheWay"
+# A stored result whose report or artifact does not hold what its pointer or report says.
+RESULT_INVALID: Final = "ResultInvalid"
 JOB_CREATED: Final = "JobCreated"
 RETRY_REQUESTED: Final = "RetryRequested"  # Event: a retry request started a new attempt
 RETRY_IGNORED: Final = "RetryIgnored"  # Event: a retry request found nothing that failed

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from optimodel.spec import API_GROUP, API_VERSION, KIND, OptimizedModelSpec
+from optimodel.spec import API_GROUP, API_VERSION, KIND
 
 MANAGED_BY = "optimodel"
 ANNOTATION_PREFIX = "optimodel.io/"
@@ -90,9 +90,12 @@ def metadata(
     return meta
 
 
-def credential_env(spec: OptimizedModelSpec) -> list[dict[str, Any]]:
-    """S3 credentials by reference to the Secret: their values never pass through the operator."""
-    secret = spec.artifacts.s3.credentials_secret
+def credential_env(secret: str | None) -> list[dict[str, Any]]:
+    """S3 credentials by reference to the Secret: their values never pass through the operator.
+
+    Jobs get `credentialsSecret` (they write results); serving pods `servingCredentialsSecret`
+    (read-only), so a compromised or curious server cannot overwrite or delete what it serves.
+    """
     if secret is None:
         return []
     return [

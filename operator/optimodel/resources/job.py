@@ -61,7 +61,7 @@ def build_job(
         {"name": "OPTIMODEL_RECIPE_KEY", "value": recipe_key},
         {"name": "OPTIMODEL_TERMINATION_LOG", "value": TERMINATION_LOG},
         *scratch_env(),
-        *credential_env(spec),
+        *credential_env(spec.artifacts.s3.credentials_secret),
     ]
     container = {
         "name": CONTAINER,

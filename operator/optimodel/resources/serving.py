@@ -132,7 +132,7 @@ def build_deployment(
         "imagePullPolicy": defaults.image_pull_policy,
         "command": ["optimodel", "serve"],
         "args": serve_args(spec, owner.name, artifact),
-        "env": [*scratch_env(), *credential_env(spec)],
+        "env": [*scratch_env(), *credential_env(spec.artifacts.s3.serving_credentials_secret)],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": _probe(READY_PATH, port, period=2, failures=3),
         "livenessProbe": _probe(LIVE_PATH, port, period=10, failures=3),

@@ -36,6 +36,8 @@ def decode_json(body: bytes) -> dict[str, Any]:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidInput(f"malformed JSON body: {error}") from None
+    except RecursionError:  # a body of 100 000 `[`: the parser's stack, not our bug, and not a 500
+        raise InvalidInput("malformed JSON body: nested too deeply") from None
     if not isinstance(value, dict):
         raise InvalidInput(f"the request body must be a JSON object, got {type(value).__name__}")
     return value
@@ -54,6 +56,8 @@ def to_array(value: Any, spec: TensorSpec, where: str) -> np.ndarray:
         array = np.asarray(value)
     except ValueError:
         raise InvalidInput(f"{where}: ragged nested lists: every row must have the same length") from None
+    except (OverflowError, TypeError, RecursionError):  # e.g. [1.0, 10**400]: no float holds it
+        raise InvalidInput(f"{where}: values out of range or nested too deeply") from None
     allowed = _ALLOWED_KINDS.get(spec.dtype.kind, spec.dtype.kind)
     if array.size and array.dtype.kind not in allowed:
         raise InvalidInput(

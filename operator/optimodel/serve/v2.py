@@ -117,7 +117,10 @@ def _array(tensor: RequestInput, plane: DataPlane) -> Any:
     array = to_array(tensor.data, spec, where)
     if array.size != math.prod(tensor.shape):
         raise InvalidInput(f"{where}: {array.size} values in data do not fill shape {tensor.shape}")
-    return array.reshape(tensor.shape)
+    try:
+        return array.reshape(tensor.shape)
+    except (ValueError, OverflowError):  # e.g. [0, 2**70]: no values, yet a dimension numpy cannot index
+        raise InvalidInput(f"{where}: shape {tensor.shape} is not a shape numpy can hold") from None
 
 
 def _decode(body: bytes, plane: DataPlane) -> tuple[InferRequest, Arrays]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-from optimodel.errors import NotFoundError, StorageError
+from optimodel.errors import NotFoundError, ObjectTooLarge, StorageError
 from optimodel.storage.base import ObjectInfo
 from optimodel.storage.uris import split_uri
 
@@ -29,11 +30,26 @@ class LocalStore:
     def exists(self, uri: str) -> bool:
         return _path(uri).exists()
 
-    def read_bytes(self, uri: str) -> bytes:
+    def read_bytes(self, uri: str, max_bytes: int | None = None) -> bytes:
         path = _path(uri)
         if not path.is_file():
             raise NotFoundError(f"{uri} does not exist")
+        if max_bytes is not None and path.stat().st_size > max_bytes:
+            raise ObjectTooLarge(f"{uri} is larger than the {max_bytes} bytes allowed")
         return path.read_bytes()
+
+    def sha256(self, uri: str, max_bytes: int) -> tuple[str, int]:
+        path = _path(uri)
+        if not path.is_file():
+            raise NotFoundError(f"{uri} does not exist")
+        if path.stat().st_size > max_bytes:
+            raise ObjectTooLarge(f"{uri} is larger than the {max_bytes} bytes allowed")
+        digest, size = hashlib.sha256(), 0
+        with path.open("rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        return digest.hexdigest(), size
 
     def download(self, uri: str, destination: Path) -> Path:
         path = _path(uri)

@@ -21,7 +21,9 @@ has: the project's (`make images`) with `imagePullPolicy: Never` or `IfNotPresen
 registry. Every test here is marked `cluster`.
 
 `namespace` (function scope) is a fresh namespace with its default ServiceAccount, deleted
-(without waiting) after the test.
+(without waiting) after the test. `s3` (module scope) is moto on the host's address with the tiny
+models of `operator_kit`, empty otherwise, and `operator` (module scope) the operator with the
+kit's settings: a module that needs others defines its own fixture of the same name.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import pytest
 
 from optimodel.devcluster.controlplane import ClusterError
 from optimodel.devcluster.fixture import DevCluster, from_kubeconfig, reused_kubeconfig, start_throwaway, stop
+from tests.cluster.operator_kit import Operator, moto_with_tiny_models, running_operator
 
 _HERE = Path(__file__).parent
 
@@ -75,3 +78,17 @@ def namespace(dev_cluster: DevCluster) -> Iterator[str]:
         time.sleep(0.1)
     yield name
     dev_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto with the tiny models, one per test module: a module never finds another's results."""
+    with moto_with_tiny_models(dev_cluster, tmp_path_factory.mktemp("models")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def operator(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    """`optimodel operator -A` with the kit's settings, for the module."""
+    with running_operator(dev_cluster, tmp_path_factory.mktemp("operator") / "operator.log") as runner:
+        yield runner

@@ -15,11 +15,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from optimodel.devcluster.fixture import DevCluster
@@ -31,8 +29,6 @@ from tests.cluster.operator_kit import (
     get,
     jobs,
     manifest,
-    moto_with_tiny_models,
-    running_operator,
     setup_namespace,
 )
 from tests.support.argocd import CHECK, run_health
@@ -76,18 +72,6 @@ def test_a_new_resource_is_in_progress_before_any_operator_runs(dev_cluster: Dev
     shown = plugin(dev_cluster, "get", "digits", "-n", namespace)
     assert shown.returncode == 0, shown.stderr
     assert "◌ Progressing: Waiting for the operator to judge generation 1" in shown.stdout
-
-
-@pytest.fixture(scope="module")
-def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_with_tiny_models(dev_cluster, tmp_path_factory.mktemp("models")) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def operator(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    with running_operator(dev_cluster, tmp_path_factory.mktemp("operator") / "operator.log") as runner:
-        yield runner
 
 
 def _when(cluster: DevCluster, namespace: str, what: str, test: Any, timeout: float = 240) -> dict[str, Any]:

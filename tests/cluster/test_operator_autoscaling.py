@@ -27,7 +27,6 @@ from tests.cluster.operator_kit import (
     condition,
     get,
     manifest,
-    moto_with_tiny_models,
     running_operator,
     setup_namespace,
 )
@@ -36,12 +35,6 @@ from tests.support.polling import wait_for
 NAME = "scaled"
 SERVING = f"{NAME}-serving"
 CPU = {"requests": {"cpu": "50m"}}  # a CPU-utilization target is a percentage of the request
-
-
-@pytest.fixture(scope="module")
-def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_with_tiny_models(dev_cluster, tmp_path_factory.mktemp("models")) as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")

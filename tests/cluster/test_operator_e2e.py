@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Iterator
 
 import numpy as np
-import pytest
 
 from optimodel.devcluster.fixture import DevCluster
 from tests.cluster.operator_kit import (
@@ -22,23 +20,9 @@ from tests.cluster.operator_kit import (
     get,
     jobs,
     manifest,
-    moto_with_tiny_models,
-    running_operator,
     setup_namespace,
 )
 from tests.support.polling import wait_for
-
-
-@pytest.fixture(scope="module")
-def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_with_tiny_models(dev_cluster, tmp_path_factory.mktemp("models")) as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def operator(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    with running_operator(dev_cluster, tmp_path_factory.mktemp("operator") / "operator.log") as runner:
-        yield runner
 
 
 def events(cluster: DevCluster, namespace: str) -> set[str]:

@@ -23,19 +23,12 @@ from tests.cluster.operator_kit import (
     get,
     jobs,
     manifest,
-    moto_with_tiny_models,
     running_operator,
     setup_namespace,
 )
 from tests.support.polling import wait_for
 
 RETRY = "optimodel.io/retry-requested-at"
-
-
-@pytest.fixture(scope="module")
-def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_with_tiny_models(dev_cluster, tmp_path_factory.mktemp("models")) as endpoint:
-        yield endpoint
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,7 @@ def om(cluster: DevCluster, namespace: str) -> dict[str, Any]:
 def test_a_failed_job_deleted_by_its_ttl_is_not_run_again(
     dev_cluster: DevCluster,
     namespace: str,
-    s3: str,  # noqa: F811
+    s3: str,
     operator: Operator,
 ) -> None:
     setup_namespace(dev_cluster, namespace)

@@ -29,7 +29,6 @@ from tests.cluster.operator_kit import (
     condition,
     get,
     manifest,
-    moto_with_tiny_models,
     running_operator,
     setup_namespace,
 )
@@ -38,12 +37,6 @@ from tests.support.s3server import free_port
 
 TENANTS = 8
 ALONE_SECONDS = 150  # a tiny model's Job, rollout included, on this 2-core machine, with room to spare
-
-
-@pytest.fixture(scope="module")
-def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_with_tiny_models(dev_cluster, tmp_path_factory.mktemp("models")) as endpoint:
-        yield endpoint
 
 
 class Silent:

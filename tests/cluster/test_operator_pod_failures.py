@@ -8,22 +8,13 @@ was serving on its pods.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from optimodel.devcluster.fixture import DevCluster
-from tests.cluster.operator_kit import apply, condition, get, manifest, moto_with_tiny_models, running_operator
+from tests.cluster.operator_kit import apply, condition, get, manifest, running_operator
 from tests.cluster.operator_kit import setup_namespace as with_credentials
 from tests.support.polling import wait_for
-
-
-@pytest.fixture(scope="module")
-def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_with_tiny_models(dev_cluster, tmp_path_factory.mktemp("models")) as endpoint:
-        yield endpoint
 
 
 def stalled(cluster: DevCluster, namespace: str, name: str, reason: str) -> dict[str, Any]:

@@ -344,3 +344,12 @@ def test_a_rollout_whose_pods_cannot_start_keeps_the_previous_model_serving() ->
     assert conditions(outcome)[r.STALLED] == ("True", r.ROLLOUT_CANNOT_START)
     assert "image localhost/serve:gone is not present" in outcome.status.message
     assert "previous model keep serving" in outcome.status.message
+
+
+def test_a_rollout_with_an_old_pod_left_is_not_finished() -> None:
+    state = observed(result=report("aa"), report_uri="s3://r")
+    leftover = replace(deployment("aa"), total_replicas=3)  # 2 updated and available, 1 old pod still there
+    outcome = compute_outcome(replace(state, deployment=leftover), T0)
+    assert conditions(outcome)[r.READY] == ("False", r.ROLLOUT_IN_PROGRESS)
+    finished = compute_outcome(replace(state, deployment=replace(leftover, total_replicas=2)), T0)
+    assert conditions(finished)[r.READY] == ("True", r.AVAILABLE)

@@ -271,6 +271,7 @@ def observe_deployment(deployment: Any) -> DeploymentObservation:
         observed_generation=status.observed_generation or 0,
         replicas=deployment.spec.replicas if deployment.spec.replicas is not None else 1,
         updated_replicas=status.updated_replicas or 0,
+        total_replicas=status.replicas or 0,
         ready_replicas=status.ready_replicas or 0,
         available_replicas=status.available_replicas or 0,
         served=ServedArtifact.from_annotations(annotations),

@@ -170,7 +170,9 @@ class Node:
         for archive, names in offered.items():
             if names and all(n in present for n in names):
                 continue
-            proc = self.ctr("images", "import", str(archive))
+            # The layers' blobs go once unpacked: the node needs the snapshots, and a second copy of
+            # the optimizer's gigabytes would only fill the disk.
+            proc = self.ctr("images", "import", "--discard-unpacked-layers", str(archive))
             if proc.returncode != 0:
                 raise NodeError(f"importing {archive}: {proc.stderr.strip()}")
             imported += names

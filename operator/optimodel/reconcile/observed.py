@@ -84,17 +84,21 @@ class DeploymentObservation:
     served: ServedArtifact | None = None
     progress_deadline_exceeded: bool = False
     waiting: PodWaiting | None = None  # a pod of the rollout that cannot start
+    total_replicas: int = 0  # status.replicas: pods of every template, old ones included
     owns_replicas: bool = False  # the operator's server-side apply owns spec.replicas (a fixed count)
     controller_uid: str | None = None  # uid of its controlling owner reference, if any
 
     @property
     def rolled_out(self) -> bool:
-        """Every wanted pod runs the current template and is available (`kubectl rollout status`)."""
+        """Every wanted pod runs the current template and is available, and no pod of an older
+        template is left (`kubectl rollout status`): an old pod still available while the new one
+        cannot start is not a finished rollout."""
         return (
             self.observed_generation >= self.generation
             and self.updated_replicas >= self.replicas
             and self.available_replicas >= self.replicas
             and self.ready_replicas >= self.replicas
+            and self.total_replicas <= self.updated_replicas
         )
 
 

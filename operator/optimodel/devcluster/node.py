@@ -172,7 +172,7 @@ class Node:
                 continue
             # The layers' blobs go once unpacked: the node needs the snapshots, and a second copy of
             # the optimizer's gigabytes would only fill the disk.
-            proc = self.ctr("images", "import", "--discard-unpacked-layers", str(archive))
+            proc = self.ctr("images", "import", "--local", "--discard-unpacked-layers", str(archive))
             if proc.returncode != 0:
                 raise NodeError(f"importing {archive}: {proc.stderr.strip()}")
             imported += names

@@ -94,7 +94,9 @@ def test_helm_installed_operator_optimizes_and_serves_through_the_service(
         "wait", "--for=condition=Available", "deployment", "-l", operator_selector, "-n", system, "--timeout=120s"
     )
     setup_namespace(dev_cluster, watched)
-    apply(dev_cluster, watched, manifest("digits", story["endpoint"]))
+    body = manifest("digits", story["endpoint"])
+    body["spec"]["serving"]["resources"] = {"requests": {"cpu": "50m"}, "limits": {"memory": "256Mi"}}
+    apply(dev_cluster, watched, body)
 
     def ready() -> dict[str, Any] | None:
         body = get(dev_cluster, watched, "om", "digits")

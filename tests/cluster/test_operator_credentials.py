@@ -30,7 +30,7 @@ import yaml
 from optimodel.devcluster.fixture import DevCluster
 from tests.cluster.operator_kit import Operator, condition, get, running_operator, secret_yaml
 from tests.support.polling import wait_for
-from tests.support.s3server import S3Server, free_port, start_s3_server
+from tests.support.s3server import S3Server, start_s3_server
 
 pytestmark = pytest.mark.cluster
 
@@ -69,14 +69,13 @@ def s3(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Ite
         server.stop()
 
 
-METRICS_PORT = free_port()
 
 
 @pytest.fixture
 def operator(dev_cluster: DevCluster, tmp_path: Path) -> Iterator[Operator]:
     """`optimodel operator --verbose` retrying every few seconds and never resyncing within the test."""
     env = {"OPTIMODEL_RETRY_SECONDS": str(RETRY_SECONDS), "OPTIMODEL_RESYNC_SECONDS": "3600"}
-    args = ("--verbose", "--metrics-port", str(METRICS_PORT))
+    args = ("--verbose",)  # metrics are on: the kit gives every operator a port of its own
     with running_operator(dev_cluster, tmp_path / "operator.log", env, args) as runner:
         yield runner
 
@@ -115,11 +114,11 @@ def forms(*values: str) -> set[str]:
     return {form for value in values for form in (value, base64.b64encode(value.encode()).decode())}
 
 
-def readable_texts(cluster: DevCluster, namespace: str, s3: S3Server, log: Path) -> dict[str, str]:
+def readable_texts(cluster: DevCluster, namespace: str, s3: S3Server, operator: Operator) -> dict[str, str]:
     """Everything a tenant, an operator or a log collector can read after the story."""
     kubectl = cluster.kubectl
     texts = {
-        "operator log": log.read_text(),
+        "operator log": operator.log.read_text(),
         "status": kubectl("get", "om", "-n", namespace, "-o", "yaml").stdout,
         "events": kubectl("get", "events", "-n", namespace, "-o", "yaml").stdout,
         "pods and termination messages": kubectl("get", "pods", "-n", namespace, "-o", "yaml").stdout,
@@ -133,7 +132,7 @@ def readable_texts(cluster: DevCluster, namespace: str, s3: S3Server, log: Path)
         if item["Key"].endswith(".json"):
             texts[f"s3://artifacts/{item['Key']}"] = client.get_object(Bucket="artifacts", Key=item["Key"])[
                 "Body"].read().decode()
-    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10) as answer:
+    with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10) as answer:
         texts["metrics"] = answer.read().decode()
     return texts
 
@@ -163,7 +162,7 @@ def test_wrong_credentials_stall_without_leaking_then_recover(
 
     # No secret value anywhere a user or a log collector can read, debug logs included.
     assert "DEBUG" in log.read_text() or '"debug"' in log.read_text().lower(), "the operator is not verbose"
-    for where, text in readable_texts(dev_cluster, namespace, s3, log).items():
+    for where, text in readable_texts(dev_cluster, namespace, s3, operator).items():
         for value in forms(wrong_secret, wrong_id, s3.secret_key):
             assert value not in text, f"a credential appears in the {where}"
 
@@ -188,7 +187,7 @@ def test_wrong_credentials_stall_without_leaking_then_recover(
     assert ready["metadata"]["generation"] == generation == optimized["metadata"]["generation"]
     assert condition(ready, "Stalled")["status"] == "False" and ready["status"]["phase"] == "Ready"
     assert operator.alive()
-    texts = readable_texts(dev_cluster, namespace, s3, log)
+    texts = readable_texts(dev_cluster, namespace, s3, operator)
     assert any(where.startswith("s3://") for where in texts) and any(where.startswith("log of") for where in texts)
     for where, text in texts.items():
         for value in forms(wrong_secret, wrong_id, s3.secret_key, s3.access_key):

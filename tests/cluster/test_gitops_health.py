@@ -130,7 +130,7 @@ def test_argo_cd_and_the_plugin_follow_a_rollout(
         "ReplicaSet",
         f"serves sha256:{sha[:12]}",
         "ready 1/1, restarts 0",
-        "RolloutStarted",
+        "Available",  # the operator's latest Event; the node's own (Scheduled, Pulled, ...) come before
     ):
         assert text in tree.stdout, text
     document = json.loads(plugin(dev_cluster, "get", "digits", "-n", namespace, "-o", "json", kubeconfig=viewer).stdout)

@@ -73,6 +73,15 @@ def test_sigterm_keeps_every_request(start_server: StartServer, models: Models, 
     infer = server.url + V2_INFER.format(name=server.name)
     path = V2_INFER.format(name=server.name)
     body = v2_body(4)
+    # Workers sharing the port load their models each on its own: the server answering ready once
+    # says one is. Wait until fresh connections (spread over the workers) all get answers.
+    wait_for(
+        "every worker answering",
+        lambda: all(
+            httpx.post(infer, content=body, headers={"Connection": "close"}).status_code == 200 for _ in range(8)
+        ),
+        timeout=60,
+    )
     keep_alive = httpx.Client(timeout=10)
     first = keep_alive.post(infer, content=body)
     assert first.status_code == 200 and first.headers.get("connection") != "close"

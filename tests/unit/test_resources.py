@@ -254,3 +254,17 @@ def test_request_row_limit_reaches_the_server() -> None:
     spec = make_spec(serving={"replicas": 2, "maxRequestRows": 64})
     args = build_deployment(spec, OWNER, ARTIFACT, DEFAULTS)["spec"]["template"]["spec"]["containers"][0]["args"]
     assert _flag(args, "--max-request-rows") == 64
+
+
+def test_defaults_fill_only_the_resources_a_spec_leaves_out() -> None:
+    from optimodel.resources.common import JOB_RESOURCES, resources
+
+    assert resources(None, JOB_RESOURCES) == JOB_RESOURCES
+    assert resources(None, JOB_RESOURCES) is not JOB_RESOURCES  # a fresh dict: builders never share parts
+    # A memory limit alone stays alone (Kubernetes sets the request to it); CPU still gets its default.
+    assert resources({"limits": {"memory": "48Mi"}}, JOB_RESOURCES) == {
+        "limits": {"memory": "48Mi"},
+        "requests": {"cpu": "500m"},
+    }
+    # A request above the default limit never meets that limit: memory is named, so left as given.
+    assert resources({"requests": {"memory": "8Gi"}}, JOB_RESOURCES) == {"requests": {"memory": "8Gi", "cpu": "500m"}}

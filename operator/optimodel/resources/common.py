@@ -7,7 +7,7 @@ app.kubernetes.io/instance=NAME` finds them and deleting the OptimizedModel dele
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from optimodel.spec import API_GROUP, API_VERSION, KIND
 
@@ -129,5 +129,29 @@ def container_security() -> dict[str, Any]:
     }
 
 
-def resources(value: dict[str, dict[str, int | str]] | None) -> dict[str, dict[str, int | str]]:
-    return {kind: dict(amounts) for kind, amounts in (value or {}).items()}
+# Resources of the pods the operator creates, for what the spec leaves out: enough for the digits
+# example (an optimization Job of digits-wide peaks at 1.2 GiB; a serving process with its model is
+# about 100 MiB). No CPU limit: throttling would only slow the work down.
+JOB_RESOURCES: Final[dict[str, dict[str, int | str]]] = {
+    "requests": {"cpu": "500m", "memory": "1Gi"},
+    "limits": {"memory": "3Gi"},
+}
+SERVE_RESOURCES: Final[dict[str, dict[str, int | str]]] = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
+def resources(
+    value: dict[str, dict[str, int | str]] | None, defaults: dict[str, dict[str, int | str]]
+) -> dict[str, dict[str, int | str]]:
+    """The spec's resources, and for each resource (cpu, memory) the spec names in neither its
+    requests nor its limits, the default request and limit, the way a LimitRange fills them in: a
+    resource the spec names is left exactly as given, so no default can contradict it."""
+    given = {kind: dict(amounts) for kind, amounts in (value or {}).items()}
+    named = {name for amounts in given.values() for name in amounts}
+    for kind, amounts in defaults.items():
+        for name, amount in amounts.items():
+            if name not in named:
+                given.setdefault(kind, {})[name] = amount
+    return given

@@ -14,6 +14,7 @@ from typing import Any
 
 from optimodel.resources.common import (
     ATTEMPT_ANNOTATION,
+    JOB_RESOURCES,
     RECIPE_KEY_ANNOTATION,
     RETRY_ANNOTATION,
     SCRATCH,
@@ -69,7 +70,7 @@ def build_job(
         "imagePullPolicy": defaults.image_pull_policy,
         "command": ["optimodel", "job"],
         "env": env,
-        "resources": resources(spec.job.resources),
+        "resources": resources(spec.job.resources, JOB_RESOURCES),
         "securityContext": container_security(),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -23,6 +23,7 @@ from optimodel.resources.common import (
     ARTIFACT_URI_ANNOTATION,
     CONTENT_KEY_ANNOTATION,
     SCRATCH,
+    SERVE_RESOURCES,
     Owner,
     PodDefaults,
     container_security,
@@ -138,7 +139,7 @@ def build_deployment(
         "livenessProbe": _probe(LIVE_PATH, port, period=10, failures=3),
         "startupProbe": _probe(LIVE_PATH, port, period=2, failures=150),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
-        "resources": resources(spec.serving.resources),
+        "resources": resources(spec.serving.resources, SERVE_RESOURCES),
         "securityContext": container_security(),
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }

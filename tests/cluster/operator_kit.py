@@ -137,6 +137,17 @@ class Operator:
         """Reconciles this operator process ran (see `reconciles_at`); a restart starts again at 0."""
         return reconciles_at(f"http://127.0.0.1:{self.metrics_port}/metrics", result)
 
+    def leading(self) -> bool | None:
+        """`optimodel_leader` of this process: True while it holds the Lease, False while it stands by,
+        None while its /metrics does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+        except OSError:
+            return None
+        lines = [line for line in text.splitlines() if line.startswith("optimodel_leader ")]
+        return float(lines[0].rsplit(" ", 1)[1]) == 1 if lines else None
+
     def wait_for_reconciles(self, more: int, result: str | None = None, timeout: float = 60) -> None:
         """Until `more` reconciles (of `result`, when given) have run since this call."""
         start = self.reconciles(result)

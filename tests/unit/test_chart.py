@@ -91,6 +91,11 @@ def _rules(role: dict[str, Any]) -> set[Rule]:
     return flat
 
 
+def _watch_roles(docs: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
+    """Roles (or RoleBindings) for the watched namespaces: all but the leader election's."""
+    return [doc for doc in _of_kind(docs, kind) if not doc["metadata"]["name"].endswith("-leader")]
+
+
 def _container(docs: tuple[dict[str, Any], ...]) -> dict[str, Any]:
     containers = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
@@ -125,13 +130,16 @@ def test_deployment_runs_the_operator_with_settings_from_values() -> None:
     deployment = _one(docs, "Deployment")
     assert deployment["metadata"]["namespace"] == NAMESPACE
     assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}  # never two operators at once
+    # Only the Lease holder acts: an upgrade may start the new pod beside the old one.
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert deployment["spec"]["strategy"] == strategy
     container = _container(docs)
     assert container["command"] == ["optimodel"]
     assert container["args"] == ["operator", "--log-format=json"]
     assert container["image"] == "ghcr.io/optimodel/optimodel-operator:0.1.0"
     assert _env(docs) == {
         "OPTIMODEL_NAMESPACES": "",
+        "OPTIMODEL_LEASE_NAMESPACE": NAMESPACE,
         "OPTIMODEL_JOB_IMAGE": "ghcr.io/optimodel/optimodel-optimizer:0.1.0",
         "OPTIMODEL_SERVE_IMAGE": "ghcr.io/optimodel/optimodel-serve:0.1.0",
         "OPTIMODEL_IMAGE_PULL_POLICY": "IfNotPresent",
@@ -199,7 +207,7 @@ def test_security_values_reach_the_operator() -> None:
 
 def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
     docs = _render()
-    assert _of_kind(docs, "Role") == [] and _of_kind(docs, "RoleBinding") == []
+    assert _watch_roles(docs, "Role") == [] and _watch_roles(docs, "RoleBinding") == []
     rules = _rules(_one(docs, "ClusterRole"))
     assert rules == NAMESPACED_RULES | CRD_RULES | NAMESPACE_GET
     assert ("batch", "jobs", "create") in rules
@@ -220,11 +228,11 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses() -> None:
 def test_watch_namespaces_gives_roles_in_those_namespaces_only() -> None:
     docs = _render("watchNamespaces={a,b}")
     assert _env(docs)["OPTIMODEL_NAMESPACES"] == "a,b"
-    roles = {role["metadata"]["namespace"]: role for role in _of_kind(docs, "Role")}
+    roles = {role["metadata"]["namespace"]: role for role in _watch_roles(docs, "Role")}
     assert sorted(roles) == ["a", "b"]
     for role in roles.values():
         assert _rules(role) == NAMESPACED_RULES
-    bindings = {binding["metadata"]["namespace"]: binding for binding in _of_kind(docs, "RoleBinding")}
+    bindings = {binding["metadata"]["namespace"]: binding for binding in _watch_roles(docs, "RoleBinding")}
     assert sorted(bindings) == ["a", "b"]
     for namespace, binding in bindings.items():
         assert binding["roleRef"] == {
@@ -237,6 +245,25 @@ def test_watch_namespaces_gives_roles_in_those_namespaces_only() -> None:
     cluster_rules = _rules(_one(docs, "ClusterRole"))
     assert cluster_rules == CRD_RULES | NAMESPACE_RULES | NAMESPACE_GET
     assert {resource for _, resource, _ in cluster_rules} <= CLUSTER_SCOPED
+
+
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={a,b}",)])
+def test_leader_election_may_use_only_its_own_lease_in_the_release_namespace(sets: tuple[str, ...]) -> None:
+    docs = _render("replicas=2", *sets)
+    assert _one(docs, "Deployment")["spec"]["replicas"] == 2
+    assert _env(docs)["OPTIMODEL_LEASE_NAMESPACE"] == NAMESPACE
+    [role] = [doc for doc in _of_kind(docs, "Role") if doc["metadata"]["name"].endswith("-leader")]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["optimodel-operator"],
+         "verbs": ["get", "update"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]  # fmt: skip
+    [binding] = [doc for doc in _of_kind(docs, "RoleBinding") if doc["metadata"]["name"].endswith("-leader")]
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    account = _one(docs, "ServiceAccount")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
 
 
 def test_rbac_can_be_left_to_the_user() -> None:
@@ -284,7 +311,7 @@ def test_metrics_service_and_optional_service_monitor() -> None:
 
 @pytest.mark.parametrize(
     ("value", "message"),
-    [("replicas=2", "at most 1"), ("logFormat=yaml", "logFormat"), ("job.runAsUser=root", "job.runAsUser")],
+    [("logFormat=yaml", "logFormat"), ("job.runAsUser=root", "job.runAsUser")],
 )
 def test_bad_values_are_refused(value: str, message: str) -> None:
     proc = _helm("template", RELEASE, str(CHART), "--kube-version", KUBE_VERSION, "--set", value)

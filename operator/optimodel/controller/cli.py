@@ -8,9 +8,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from optimodel.controller import redact
 from optimodel.controller.settings import Settings
+
+if TYPE_CHECKING:
+    from optimodel.controller.leader import LeaderElection
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -39,14 +44,39 @@ def _run(args: argparse.Namespace) -> int:
     register(registry, operator)
     if settings.metrics_port:
         operator.metrics.serve(settings.metrics_port)
-    kopf.run(
-        registry=registry,
-        standalone=True,
-        clusterwide=not settings.namespaces,
-        namespaces=settings.namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
-    )
+    election = _lead(settings, operator.metrics.leader.set)
+    try:
+        # standalone: kopf's own peering stays off; the Lease (controller/leader.py says why) decides.
+        kopf.run(
+            registry=registry,
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
+        )
+    finally:
+        if election is not None:
+            election.release()
     return 0
+
+
+def _lead(settings: Settings, leading: Callable[[float], None]) -> LeaderElection | None:
+    """With OPTIMODEL_LEASE_NAMESPACE: wait until this process holds the Lease (answering its liveness
+    probe meanwhile). Without: no election, this operator acts at once."""
+    if not settings.lease_namespace:
+        leading(1)
+        return None
+    from optimodel.controller.kube import make_api_client
+    from optimodel.controller.leader import LeaderElection, default_identity, standby_health
+
+    api = make_api_client(settings.kubeconfig, settings.api_timeout_seconds)
+    election = LeaderElection(
+        api, settings.lease_namespace, settings.lease_name, default_identity(), lambda on: leading(int(on))
+    )
+    leading(0)
+    with standby_health(settings.health_port, election):
+        election.acquire()
+    return election
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -45,6 +45,11 @@ class Metrics:
         self.phases = Gauge(
             "optimodel_models", "OptimizedModels by phase.", ["phase"], registry=self.registry
         )
+        self.leader = Gauge(
+            "optimodel_leader",
+            "1 while this operator holds the leader Lease (or runs without election), 0 while it stands by.",
+            registry=self.registry,
+        )
         self._phase_of: dict[tuple[str, str], str] = {}
 
     def serve(self, port: int) -> None:

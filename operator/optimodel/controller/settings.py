@@ -78,6 +78,8 @@ class Settings:
     policy: Policy = field(default_factory=Policy)
     namespace_workers: int = 2  # reconciles one namespace may run at once (of `workers`)
     api_timeout_seconds: int = 30  # deadline of each Kubernetes API call
+    lease_namespace: str | None = None  # leader election on a Lease there; None: standalone
+    lease_name: str = "optimodel-operator"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -105,4 +107,6 @@ class Settings:
             policy=policy_from_env(env, pods),
             namespace_workers=max(1, _int(env, "OPTIMODEL_NAMESPACE_WORKERS", 2)),
             api_timeout_seconds=max(1, _int(env, "OPTIMODEL_API_TIMEOUT_SECONDS", 30)),
+            lease_namespace=env.get("OPTIMODEL_LEASE_NAMESPACE") or None,
+            lease_name=env.get("OPTIMODEL_LEASE_NAME") or "optimodel-operator",
         )

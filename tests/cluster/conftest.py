@@ -5,7 +5,8 @@
     dev_cluster.kubeconfig: Path         admin kubeconfig (system:masters)
     dev_cluster.host_ip: str             the host's address on the node's link: pods reach test servers here
     dev_cluster.api_port: int            API server port (on 127.0.0.1 and host_ip)
-    dev_cluster.state_dir: Path          logs/ (components), node/pod-logs/NS_POD_UID/CONTAINER/N.log (pods)
+    dev_cluster.state_dir: Path          logs/ (components; audit.log: requests of AUDITED_USER only),
+                                         node/pod-logs/NS_POD_UID/CONTAINER/N.log (pods)
     dev_cluster.images: dict[str, str]   the project's images on the node: operator, job, serve
     dev_cluster.kubectl(*args, input=None, check=True) -> CompletedProcess[str]   kubectl v1.36, admin
     dev_cluster.user_kubeconfig(user, groups=()) -> Path     act as someone with fewer rights

@@ -93,12 +93,19 @@ def reconciles_at(metrics_url: str, result: str | None = None) -> float:
 
 class Operator:
     """`optimodel operator` as a subprocess, restartable; `env` overrides its settings, `args` are
-    appended to its command line (e.g. `--verbose`, or a `--metrics-port` other than none)."""
+    appended to its command line (e.g. `--verbose`, or a `--metrics-port` other than none);
+    `kubeconfig` is whom it acts as (default: the admin)."""
 
     def __init__(
-        self, cluster: DevCluster, log: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+        self,
+        cluster: DevCluster,
+        log: Path,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        kubeconfig: Path | None = None,
     ) -> None:
         self.cluster, self.log, self.env, self.args = cluster, log, env or {}, args
+        self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.proc: subprocess.Popen[bytes] | None = None
         self.metrics_port = free_port()
 
@@ -106,6 +113,7 @@ class Operator:
         env = {
             **os.environ,
             "OPTIMODEL_RESYNC_SECONDS": "10",
+            "OPTIMODEL_FULL_RESYNC_SECONDS": "10",  # every resync checks S3 too, as the tests expect
             "OPTIMODEL_RETRY_SECONDS": "5",
             # The images `make images` built and the node imported: Jobs and serving pods run in them.
             "OPTIMODEL_JOB_IMAGE": self.cluster.images["job"],
@@ -115,7 +123,7 @@ class Operator:
             "OPTIMODEL_ALLOWED_S3_ENDPOINTS": f"http://{self.cluster.host_ip}:*",
             **self.env,
         }
-        argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(self.cluster.kubeconfig), "-A"]
+        argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(self.kubeconfig), "-A"]
         argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(free_port()), *self.args]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -160,7 +168,11 @@ class Operator:
 
 @contextmanager
 def running_operator(
-    cluster: DevCluster, log: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    cluster: DevCluster,
+    log: Path,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    kubeconfig: Path | None = None,
 ) -> Iterator[Operator]:
     """The CRD installed and an operator running for the block; the tail of its log printed after."""
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
@@ -172,7 +184,7 @@ def running_operator(
         ).returncode == 0,
         timeout=60,
     )
-    runner = Operator(cluster, log, env, args)
+    runner = Operator(cluster, log, env, args, kubeconfig)
     runner.start()
     try:
         yield runner

@@ -148,6 +148,7 @@ def test_deployment_runs_the_operator_with_settings_from_values() -> None:
         "OPTIMODEL_METRICS_PORT": "9090",
         "OPTIMODEL_HEALTH_PORT": "8080",
         "OPTIMODEL_RESYNC_SECONDS": "60",
+        "OPTIMODEL_FULL_RESYNC_SECONDS": "600",
         "OPTIMODEL_RETRY_SECONDS": "30",
         "OPTIMODEL_WORKERS": "8",
         "OPTIMODEL_NAMESPACE_WORKERS": "2",

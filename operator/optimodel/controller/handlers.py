@@ -34,6 +34,8 @@ from optimodel.spec import API_GROUP, API_VERSION, KIND, PLURAL
 
 log = logging.getLogger(__name__)
 CHILD_LABELS = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHILD_SELECTOR = ",".join(f"{key}={value}" for key, value in CHILD_LABELS.items())
+CHILD_RESOURCES = (("batch", "jobs"), ("apps", "deployments"))  # watched; pods are only listed, by label
 ANNOTATION_PREFIX = "optimodel.io"
 
 
@@ -57,6 +59,7 @@ class Operator:
         self.reconciler = Reconciler(
             kube, self.artifacts, settings.pods, self.metrics, post_event,
             policy=settings.policy, namespace_workers=settings.namespace_workers,
+            full_resync_seconds=settings.full_resync_seconds,
         )
         self.deleter = ArtifactDeleter(kube, self.artifacts, settings.namespaces, post_event, settings.policy)
         return self.reconciler
@@ -147,6 +150,11 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
         # would flood the namespace; the reconciler posts one per condition transition instead.
         settings.posting.loggers = False
         settings.execution.max_workers = operator.settings.workers
+        # The `labels=` of the child handlers below filter on the client only: kopf would still list
+        # and watch every Job and Deployment of the cluster. This selector goes into the list and
+        # watch requests themselves, so the API server sends the operator its own children only.
+        for group, plural in CHILD_RESOURCES:
+            settings.watching.label_selectors[group, plural] = CHILD_SELECTOR
         settings.networking.request_timeout = 60
         settings.watching.server_timeout = 300
         operator.start()

@@ -116,12 +116,14 @@ class Kube:
         namespace = _or_none(lambda: self.core.read_namespace(name))
         return namespace is None or (namespace.status is not None and namespace.status.phase == "Terminating")
 
-    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        _or_none(  # deleted meanwhile: nothing to report on
+    def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> str | None:
+        """Write status; the resource's resourceVersion after the write (None: deleted meanwhile)."""
+        written: dict[str, Any] | None = _or_none(
             lambda: self.custom.patch_namespaced_custom_object_status(
                 API_GROUP, API_VERSION, namespace, PLURAL, name, {"status": status}, _content_type=MERGE
             )
         )
+        return str(written["metadata"]["resourceVersion"]) if written is not None else None
 
     def credentials(self, namespace: str, secret: str) -> tuple[str, str]:
         found = _or_none(lambda: self.core.read_namespaced_secret(secret, namespace))
@@ -278,6 +280,7 @@ def observe_deployment(deployment: Any) -> DeploymentObservation:
         progress_deadline_exceeded=bool(progressing and progressing.reason == "ProgressDeadlineExceeded"),
         owns_replicas=any(_applies_replicas(entry) for entry in deployment.metadata.managed_fields or []),
         controller_uid=_controller_uid(deployment),
+        resource_version=deployment.metadata.resource_version or "",
     )
 
 

@@ -9,6 +9,13 @@ namespace share a small budget (`namespace_workers`): a tenant whose endpoint ne
 that many of kopf's threads at most, and the rest of its reconciles are told to come back later
 (`Busy`) instead of queueing behind it, so other namespaces keep their threads.
 
+A resource that a reconcile left Ready is *settled*: the next reconciles (the resync timer, mostly)
+read only the resource and its Deployment, and when neither has changed since (same
+resourceVersions: no spec, annotation or status edit, no rollout, no pod gone) they stop there, with
+no write and no S3 request. What they do not see (a new upload under the same source URI, a Secret
+or Service edited by hand, a result deleted from the bucket) the next full reconcile sees: every
+`full_resync_seconds` at the latest, and at once on any change of the resource or its Deployment.
+
 Before any request on a spec's behalf the operator's policy is checked (endpoints, credentials,
 images, ServiceAccount: `reconcile.policy`) and so is the ownership of the serving names.
 """
@@ -18,7 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +62,16 @@ class Busy(Exception):
     """The namespace already uses its share of reconciles: try this one again later."""
 
 
+@dataclass(frozen=True)
+class Settled:
+    """A full reconcile that left the resource Ready: the versions it wrote or saw last, and when."""
+
+    model_version: str
+    deployment_version: str
+    outcome: Outcome
+    at: float  # time.monotonic()
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -87,11 +104,14 @@ class Reconciler:
         now: Callable[[], str] = utc_now,
         policy: Policy | None = None,
         namespace_workers: int = 2,
+        full_resync_seconds: float = 600,
     ) -> None:
         self.kube, self.artifacts, self.pods, self.metrics = kube, artifacts, pods, metrics
         self.events, self.now = events, now
         self.policy = policy or Policy()
         self.namespace_workers = namespace_workers
+        self.full_resync_seconds = full_resync_seconds
+        self._settled: dict[tuple[str, str], Settled] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._busy: dict[str, int] = {}  # namespace -> reconciles running now
         self._guard = threading.Lock()
@@ -115,6 +135,7 @@ class Reconciler:
     def forget(self, namespace: str, name: str) -> None:
         with self._guard:
             self._locks.pop((namespace, name), None)
+            self._settled.pop((namespace, name), None)
         self.metrics.set_phase((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> Outcome | None:
@@ -130,6 +151,11 @@ class Reconciler:
                 if body is None or body["metadata"].get("deletionTimestamp"):
                     return None
                 try:
+                    settled = self._still_settled(body)
+                    if settled is not None:
+                        self.metrics.reconciles.labels("ok").inc()
+                        self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+                        return settled
                     outcome, job_seconds = self._reconcile(body)
                 except Exception:
                     self.metrics.reconciles.labels("error").inc()
@@ -142,6 +168,33 @@ class Reconciler:
         self.metrics.observe((namespace, name), outcome, job_seconds)
         return outcome
 
+    def _still_settled(self, body: dict[str, Any]) -> Outcome | None:
+        """The outcome of the last full reconcile when it left the resource Ready, it is recent, and
+        neither the resource nor its Deployment changed since; None when a full reconcile is due."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        settled = self._settled.get(key)
+        if settled is None or meta.get("resourceVersion") != settled.model_version:
+            return None
+        if time.monotonic() - settled.at >= self.full_resync_seconds:
+            return None
+        owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+        deployment = self.kube.get_deployment(owner.namespace, serving_name(owner))
+        if deployment is None or deployment.resource_version != settled.deployment_version:
+            return None
+        return settled.outcome
+
+    def _settle(self, body: dict[str, Any], observed: Observed, outcome: Outcome, version: str | None) -> None:
+        """Remember a full reconcile that left the resource Ready and wanting nothing; forget any other."""
+        meta = body["metadata"]
+        key = (meta["namespace"], meta["name"])
+        deployment = observed.deployment
+        quiet = outcome.status.phase == r.READY_PHASE and not outcome.retry_after and not outcome.permanent
+        if quiet and version and deployment is not None and deployment.resource_version:
+            self._settled[key] = Settled(version, deployment.resource_version, outcome, time.monotonic())
+        else:
+            self._settled.pop(key, None)
+
     def _reconcile(self, body: dict[str, Any]) -> tuple[Outcome, float | None]:
         observed, store = self._observe(body)
         observed = remember_failure(observed)  # a failed Job deleted by its TTL still counts
@@ -151,9 +204,10 @@ class Reconciler:
             observed = self._read_finished_job(observed, store)
         outcome = compute_outcome(observed, self.now())
         meta = body["metadata"]
-        self.kube.write_status(meta["namespace"], meta["name"], status_patch(outcome.status))
+        version = self.kube.write_status(meta["namespace"], meta["name"], status_patch(outcome.status))
         for event in outcome.events:
             self.events(body, event)
+        self._settle(body, observed, outcome, version)
         return outcome, observed.job.duration_seconds if observed.job else None
 
     def _observe(self, body: dict[str, Any]) -> tuple[Observed, ArtifactStore | None]:

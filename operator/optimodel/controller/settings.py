@@ -70,6 +70,7 @@ class Settings:
     metrics_port: int = 9090
     health_port: int = 8080
     resync_seconds: int = 60
+    full_resync_seconds: int = 600  # a settled resource is checked in full (S3 too) this often
     retry_seconds: int = 30  # the first retry of a problem that may pass; then doubling, with jitter
     retry_max_seconds: int = 600
     workers: int = 8
@@ -100,6 +101,7 @@ class Settings:
             metrics_port=_int(env, "OPTIMODEL_METRICS_PORT", 9090),
             health_port=_int(env, "OPTIMODEL_HEALTH_PORT", 8080),
             resync_seconds=_int(env, "OPTIMODEL_RESYNC_SECONDS", 60),
+            full_resync_seconds=_int(env, "OPTIMODEL_FULL_RESYNC_SECONDS", 600),
             retry_seconds=_int(env, "OPTIMODEL_RETRY_SECONDS", 30),
             retry_max_seconds=_int(env, "OPTIMODEL_RETRY_MAX_SECONDS", 600),
             workers=_int(env, "OPTIMODEL_WORKERS", 8),

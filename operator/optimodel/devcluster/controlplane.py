@@ -35,6 +35,8 @@ from optimodel.devcluster.pki import Pki
 NODE_NAME = "optimodel-node"
 SERVICE_CIDR = "10.96.0.0/12"
 SERVICE_IP = "10.96.0.1"
+# The one user whose requests the API server's audit log records (`ControlPlane.audit_log`).
+AUDITED_USER = "optimodel-audited"
 CONTROLLERS = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
@@ -163,6 +165,7 @@ class ControlPlane:
         self.pki = Pki(self.state_dir / "pki")
         self.kubeconfig = self.state_dir / "kubeconfig"
         self.logs = self.state_dir / "logs"
+        self.audit_log = self.logs / "audit.log"
         self._state_file = self.state_dir / "cluster.json"
 
     # ----- state -----------------------------------------------------------------------------
@@ -265,6 +268,7 @@ class ControlPlane:
         node.prepare(self.state_dir / "kubeconfigs" / "kube-proxy.yaml")
         self._spawn(state, "containerd", node.containerd_argv(), env=node.env())
         self._spawn(state, "etcd", self._etcd_args(state))
+        self._write_audit_policy()
         self._spawn(state, "kube-apiserver", self._apiserver_args(state))
         self._wait("containerd", deadline, state, node.containerd_ready)
         try:
@@ -353,6 +357,22 @@ class ControlPlane:
             "--log-level=warn",
         ]
 
+    def _write_audit_policy(self) -> None:
+        """The API server's audit policy: the requests of `AUDITED_USER` only, at `Metadata` level.
+
+        A test that must count or inspect what a client asks of the API server (the operator's watch
+        URLs, its requests per reconcile) runs that client as this user and reads `audit_log`; every
+        other user (components, kubectl, other tests) is left out, so the log stays small.
+        """
+        self.logs.mkdir(parents=True, exist_ok=True)
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],
+            "rules": [{"level": "Metadata", "users": [AUDITED_USER]}, {"level": "None"}],
+        }
+        (self.state_dir / "audit-policy.yaml").write_text(yaml.safe_dump(policy))
+
     def _apiserver_args(self, state: ClusterState) -> list[str]:
         p = self.pki.dir
         return [
@@ -377,6 +397,8 @@ class ControlPlane:
             f"--kubelet-certificate-authority={p / 'ca.crt'}",
             "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false",
+            f"--audit-policy-file={self.state_dir / 'audit-policy.yaml'}",
+            f"--audit-log-path={self.audit_log}",
             "--v=1",
         ]
 

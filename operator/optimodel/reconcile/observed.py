@@ -87,6 +87,7 @@ class DeploymentObservation:
     total_replicas: int = 0  # status.replicas: pods of every template, old ones included
     owns_replicas: bool = False  # the operator's server-side apply owns spec.replicas (a fixed count)
     controller_uid: str | None = None  # uid of its controlling owner reference, if any
+    resource_version: str = ""  # metadata.resourceVersion: any change of the Deployment changes it
 
     @property
     def rolled_out(self) -> bool:

@@ -12,13 +12,14 @@ DEMO_DIR := .demo
 # and buildah (the images).
 HOST_PACKAGES := iproute2 iptables conntrack gcc pkg-config libseccomp-dev mmdebstrap buildah
 
-.PHONY: help venv k8s-bins host-tools images demo test unit lint cluster cluster-down bench clean
+.PHONY: help venv k8s-bins host-tools images demo example-data test unit lint cluster cluster-down bench clean
 
 help:
 	@echo "make demo          optimize the digits example locally (no cluster, no cloud)"
 	@echo "make test          lint and run every test (builds the control plane on first use)"
 	@echo "make cluster       start a local cluster with one real node; kubeconfig in .dev/kubeconfig"
 	@echo "make images        build the operator, optimizer and serve images (and import them into make cluster's node)"
+	@echo "make example-data  put the digits example's model and data in make cluster's object store, with its Secrets"
 	@echo "make cluster-down  stop it"
 	@echo "make bench         run the benchmarks and print their tables"
 
@@ -52,6 +53,12 @@ images: k8s-bins host-tools
 demo: $(STAMP)
 	$(BIN)/python examples/digits/make_digits.py --out $(DEMO_DIR) --models digits-wide
 	$(BIN)/optimodel run examples/digits/local.yaml
+
+# The digits example's model and data in the object store of `make cluster` (or of the cluster
+# KUBECONFIG names), and the Secrets examples/digits/optimizedmodel.yaml names.
+example-data: $(STAMP)
+	$(BIN)/python examples/digits/make_digits.py --out $(DEMO_DIR) --models digits-wide
+	$(BIN)/python examples/digits/cluster_data.py --demo-dir $(DEMO_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench examples

@@ -2,8 +2,9 @@
 # Builds the images the local cluster runs, without Docker and without a registry:
 #   - optimodel-operator, optimodel-optimizer, optimodel-serve: images/Dockerfile built by buildah on
 #     a Debian bookworm base made here by mmdebstrap (bookworm's python3 is 3.11, as the project's);
-#   - the pause image (upstream pause.c from the Kubernetes module, linked statically) and CoreDNS
-#     (the binary hack/build-node.sh built), each alone in an image from scratch.
+#   - the pause image (upstream pause.c from the Kubernetes module, linked statically), CoreDNS and
+#     the object store versitygw (the binaries hack/build-node.sh built), each alone in an image from
+#     scratch.
 # Each image is saved as a docker-archive under the cache (outside the clone) and linked into
 # .dev/images/, where the node imports them from; .dev/images.yaml holds the chart values naming
 # the project's images. Tags carry the project version and a digest of every input, so a changed
@@ -13,8 +14,14 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_ROOT="${OPTIMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimodel}"
+mkdir -p "$CACHE_ROOT"
+# One build at a time on this machine: clones share the cache, and two builds of one binary at once
+# would each take both cores and collide in the cache.
+exec {build_lock}>"$CACHE_ROOT/.build.lock"
+flock "$build_lock"
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
+VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 DEBIAN_SUITE=bookworm
 ARCHIVES="$CACHE_ROOT/images"
 LINK_DIR="$REPO_ROOT/.dev/images"
@@ -59,6 +66,12 @@ build_pause() {
 build_coredns() {
   local ref="localhost/coredns:$COREDNS_VERSION"
   from_scratch "$ref" "$CACHE_ROOT/coredns-$COREDNS_VERSION/coredns" /coredns
+  save "$ref"
+}
+
+build_versitygw() {
+  local ref="localhost/versitygw:$VERSITYGW_VERSION"
+  from_scratch "$ref" "$CACHE_ROOT/versitygw-$VERSITYGW_VERSION/versitygw" /versitygw
   save "$ref"
 }
 
@@ -147,6 +160,7 @@ started=$(date +%s)
 rm -f "$LINK_DIR"/*.tar
 build_pause
 build_coredns
+build_versitygw
 build_project_images
 prune
 log "images ready in $LINK_DIR ($(( $(date +%s) - started )) s)"

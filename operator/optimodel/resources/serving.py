@@ -23,7 +23,6 @@ from optimodel.resources.common import (
     ARTIFACT_URI_ANNOTATION,
     CONTENT_KEY_ANNOTATION,
     SCRATCH,
-    SERVE_RESOURCES,
     Owner,
     PodDefaults,
     container_security,
@@ -139,7 +138,7 @@ def build_deployment(
         "livenessProbe": _probe(LIVE_PATH, port, period=10, failures=3),
         "startupProbe": _probe(LIVE_PATH, port, period=2, failures=150),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
-        "resources": resources(spec.serving.resources, SERVE_RESOURCES),
+        "resources": resources(spec.serving.resources, defaults.serve_resources),
         "securityContext": container_security(),
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }

@@ -38,6 +38,7 @@ save() {
     "${BUILDAH[@]}" push --quiet "$ref" "docker-archive:$file.tmp:$ref" >/dev/null
     mv "$file.tmp" "$file"
   fi
+  touch "$file"  # its last use, which prune reads
   ln -sfn "$file" "$LINK_DIR/${1//[:\/]/_}.tar"
 }
 
@@ -140,12 +141,15 @@ image:
 YAML
 }
 
-# Archives and images of older builds: the three newest of each image stay (other clones on this
-# machine may still use theirs), the rest go.
+# Archives and images of older builds go, except the three newest of each image and any a build
+# used in the last $KEEP_HOURS hours: other clones on this machine (helpers, a CI run between its
+# `make images` and its cluster tests) may still be about to import theirs.
+KEEP_HOURS=6
 prune() {
   local name old ref
   for name in optimodel-operator optimodel-optimizer optimodel-serve; do
     for old in $(ls -t "$ARCHIVES"/localhost_"$name"_*.tar 2>/dev/null | tail -n +4); do
+      [[ -n "$(find "$old" -mmin "+$(( KEEP_HOURS * 60 ))")" ]] || continue
       ref="localhost/$name:$(basename "$old" .tar | sed "s/^localhost_${name}_//")"
       rm -f "$old"
       "${BUILDAH[@]}" rmi "$ref" >/dev/null 2>&1 || true

@@ -130,6 +130,17 @@ def main() -> None:
         aws_secret_access_key=root["secret-key"],
         config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 5}),
     )
+    try:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+    except ApiException as err:
+        if err.status != 409:
+            raise
+    # The accounts first: a bucket policy may name only accounts that exist.
+    keys = {}
+    for name, account in (WRITER, READER):
+        kept = secret_keys(core, NAMESPACE, name)
+        keys[name] = kept["AWS_SECRET_ACCESS_KEY"] if kept else secrets.token_urlsafe(30)
+        ensure_account(endpoint, root, account, keys[name])
     for bucket, policy in bucket_policies().items():
         try:
             s3.create_bucket(Bucket=bucket)
@@ -140,19 +151,9 @@ def main() -> None:
     for local, (bucket, key) in UPLOADS.items():
         s3.upload_file(str(args.demo_dir / local), bucket, key)
         print(f"uploaded {local} -> s3://{bucket}/{key}")
-
-    try:
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
-    except ApiException as err:
-        if err.status != 409:
-            raise
     for name, account in (WRITER, READER):
-        kept = secret_keys(core, NAMESPACE, name)
-        secret = kept["AWS_SECRET_ACCESS_KEY"] if kept else secrets.token_urlsafe(30)
-        ensure_account(endpoint, root, account, secret)
-        ensure_secret(core, name, account, secret)
+        ensure_secret(core, name, account, keys[name])
         print(f"Secret {NAMESPACE}/{name}: the keys of store account {account}")
-
 
 if __name__ == "__main__":
     main()

@@ -339,8 +339,9 @@ class ControlPlane:
             keys.touch(mode=0o600)
             keys.write_text(json.dumps({"access": f"root{secrets.token_hex(8)}", "secret": secrets.token_urlsafe(30)}))
         data = node.layout.state_dir / objectstore.DATA_DIR.lstrip("/")
-        data.mkdir(parents=True, exist_ok=True)
-        os.chown(data, objectstore.USER_ID, objectstore.USER_ID)
+        for folder in (data, *(data / sub for sub in objectstore.DATA_SUBDIRS)):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chown(folder, objectstore.USER_ID, objectstore.USER_ID)
         stored = json.loads(keys.read_text())
         return stored["access"], stored["secret"]
 

@@ -24,6 +24,7 @@ ROOT_SECRET: Final = "s3-root"
 # The folder of the node that holds the buckets and the accounts; the host creates it for the
 # store's user, since a hostPath volume made by the kubelet belongs to root.
 DATA_DIR: Final = "/var/lib/optimodel-s3"
+DATA_SUBDIRS: Final = ("accounts", "buckets")  # versitygw's --iam-dir and posix root, which must exist
 USER_ID: Final = 65532
 
 
@@ -69,8 +70,8 @@ def manifests(root_access_key: str, root_secret_key: str) -> list[dict[str, Any]
                                 "imagePullPolicy": "Never",
                                 "args": [
                                     "--port", f":{PORT}",
-                                    "--iam-dir", f"{DATA_DIR}/accounts",
-                                    "posix", f"{DATA_DIR}/buckets",
+                                    "--iam-dir", f"{DATA_DIR}/{DATA_SUBDIRS[0]}",
+                                    "posix", f"{DATA_DIR}/{DATA_SUBDIRS[1]}",
                                 ],  # fmt: skip
                                 "env": root_env,
                                 "ports": [{"name": "s3", "containerPort": PORT}],

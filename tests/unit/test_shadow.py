@@ -10,7 +10,13 @@ import pytest
 
 from optimodel.crd import build_crd
 from optimodel.errors import SpecError
-from optimodel.reconcile import DeploymentObservation, Observed, compute_outcome, desired_children
+from optimodel.reconcile import (
+    DeploymentObservation,
+    Observed,
+    ServiceObservation,
+    compute_outcome,
+    desired_children,
+)
 from optimodel.reconcile import reasons as r
 from optimodel.reconcile.analysis import Figures, add_pod, judge, quantile, worker_of
 from optimodel.reconcile.shadow import analyze, figures_wanted
@@ -191,7 +197,9 @@ def test_regression_is_judged_on_the_mean_absolute_difference() -> None:
 
 
 def shadow_deployment(sha: str, replicas: int = 2) -> DeploymentObservation:
-    return replace(deployment(sha), name="digits-shadow", replicas=replicas, served=served(sha[:2]))
+    return replace(
+        deployment(sha), name="digits-shadow", replicas=replicas, served=served(sha[:2]), controller_uid=OWNER.uid
+    )
 
 
 def state(**kwargs: Any) -> Observed:
@@ -300,6 +308,22 @@ def test_the_first_model_and_strategy_replace_roll_out_without_analysis() -> Non
     assert desired.shadow_deployment["spec"]["replicas"] == 0  # a candidate left running is stopped
     assert "--mirror-url" not in build_deployment(replace_spec, OWNER, served("bb"), DEFAULTS)["spec"][
         "template"]["spec"]["containers"][0]["args"]
+
+
+def test_a_shadow_deployment_of_someone_else_is_never_taken_over() -> None:
+    from optimodel.reconcile.ownership import in_the_way
+
+    foreign = replace(shadow_deployment("bb"), controller_uid="someone-else")
+    serving = replace(deployment("aa"), controller_uid=OWNER.uid)
+    problem = in_the_way(
+        state(shadow=foreign, deployment=serving), None, ServiceObservation("digits-shadow", "someone-else")
+    )
+    assert problem is not None and problem.reason == r.OBJECT_IN_THE_WAY
+    assert "Deployment digits-shadow, Service digits-shadow in namespace ml" in problem.message
+    # Not asked for (strategy replace): left alone, neither in the way nor scaled down.
+    assert in_the_way(state(spec=parse_spec(wire()), shadow=foreign, deployment=serving), None) is None
+    desired, _, _ = reconcile(state(spec=parse_spec(wire()), shadow=foreign), T0)
+    assert desired.shadow_deployment is None
 
 
 def test_kubectl_get_shows_the_analysis_and_its_figures() -> None:

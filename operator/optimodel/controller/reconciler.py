@@ -192,7 +192,8 @@ class Reconciler:
         refused = check_spec(spec, self.policy, self.pods.job_image, self.pods.serve_image)
         if refused is not None:
             return replace(base, problem=refused), None
-        blocked = in_the_way(base, self.kube.get_service(owner.namespace, serving_name(owner)))
+        shadow_service = self.kube.get_service(owner.namespace, shadow_name(owner)) if spec.rollout.shadow else None
+        blocked = in_the_way(base, self.kube.get_service(owner.namespace, serving_name(owner)), shadow_service)
         if blocked is not None:
             return replace(base, problem=blocked), None
         try:

@@ -115,7 +115,8 @@ def _shadow_deployment(observed: Observed, defaults: PodDefaults) -> dict[str, A
     assert spec is not None
     if analysis is not None and analysis.phase == r.ANALYZING and report is not None:
         return build_shadow_deployment(spec, observed.owner, _candidate(report), defaults, shadow_replicas(spec))
-    if found is not None and found.served is not None and found.replicas > 0:
+    ours = found is not None and found.controller_uid == observed.owner.uid
+    if found is not None and ours and found.served is not None and found.replicas > 0:
         return build_shadow_deployment(spec, observed.owner, found.served, defaults, 0)
     return None
 

@@ -343,3 +343,32 @@ def test_kubectl_get_shows_the_analysis_and_its_figures() -> None:
         "error rate 0 | started 2m ago"
     ) in text
     assert "60/100 mirrored requests so far" in text
+
+
+# The server's reading of a candidate's answer (optimodel.serve.mirror, pure functions)
+
+
+def test_candidate_outputs_pair_by_name_or_else_by_position() -> None:
+    import json
+
+    import numpy as np
+
+    from optimodel.serve.mirror import CandidateError, compare, decode_answer
+
+    serving = {"dense_1": np.array([[0.1, 0.9], [0.8, 0.2]], dtype=np.float32)}
+
+    def answer(*outputs: tuple[str, list[float]]) -> bytes:
+        return json.dumps(
+            {"outputs": [{"name": n, "shape": [2, 2], "datatype": "FP32", "data": d} for n, d in outputs]}
+        ).encode()
+
+    renamed = decode_answer(answer(("dense_3", [0.2, 0.8, 0.3, 0.7])), serving)
+    assert compare(serving, renamed, "classes").agreeing == 1  # another version names its output dense_3
+    two = answer(("other", [0.0] * 4), ("dense_1", [0.9, 0.1, 0.9, 0.1]))
+    with pytest.raises(CandidateError, match="2 outputs"):
+        decode_answer(two, serving)
+    for hostile in (b"[", b"[]", b'{"outputs": 5}', answer(("dense_1", [1.0] * 3)), answer(("dense_1", ["a"] * 4))):
+        with pytest.raises(CandidateError):
+            decode_answer(hostile, serving)
+    with pytest.raises(CandidateError, match="not finite"):
+        compare(serving, {"dense_1": np.array([[np.inf, 0.0], [0.0, 0.0]])}, "values")

@@ -79,17 +79,24 @@ def encode_request(arrays: Arrays) -> bytes:
 
 
 def decode_answer(body: bytes, expected: Arrays) -> Arrays:
-    """The candidate's outputs, each with the shape of the serving model's output of the same name."""
+    """The candidate's outputs, each with the shape of the serving model's matching output.
+
+    Outputs pair by name when the candidate names every one of the serving model's; otherwise by
+    position (both servers answer in their signature's order): two versions of a model often
+    name their output tensors differently (`dense_1`, `dense_3`) for the same meaning.
+    """
     try:
         document = json.loads(body)
-        outputs = {item["name"]: item for item in document["outputs"]}
+        items = list(document["outputs"])
+        names = [item["name"] for item in items]
     except (ValueError, TypeError, KeyError, RecursionError) as error:
         raise CandidateError(f"unreadable answer: {type(error).__name__}") from None
+    if len(items) != len(expected):
+        raise CandidateError(f"answer has {len(items)} outputs, the serving model {len(expected)}")
+    by_name = set(expected) <= set(names)
     arrays: Arrays = {}
-    for name, want in expected.items():
-        item = outputs.get(name)
-        if not isinstance(item, dict):
-            raise CandidateError(f"answer lacks output {name!r}")
+    for position, (name, want) in enumerate(expected.items()):
+        item = items[names.index(name)] if by_name else items[position]
         try:
             array = np.asarray(item["data"], dtype=np.float64).reshape(want.shape)
         except (ValueError, TypeError, KeyError, OverflowError, RecursionError):

@@ -372,3 +372,24 @@ def test_candidate_outputs_pair_by_name_or_else_by_position() -> None:
             decode_answer(hostile, serving)
     with pytest.raises(CandidateError, match="not finite"):
         compare(serving, {"dense_1": np.array([[np.inf, 0.0], [0.0, 0.0]])}, "values")
+
+
+def test_requests_name_the_candidates_inputs_by_name_or_else_by_position() -> None:
+    import json
+
+    import numpy as np
+
+    from optimodel.serve.mirror import CandidateError, encode_request, input_names
+
+    arrays = {"image": np.zeros((1, 2), dtype=np.float32), "mask": np.ones((1, 2), dtype=np.int32)}
+    same = json.loads(encode_request(arrays, ["mask", "image"]))["inputs"]
+    expected = [("image", "FP32", [0, 0]), ("mask", "INT32", [1, 1])]
+    assert [(i["name"], i["datatype"], i["data"]) for i in same] == expected
+    renamed = json.loads(encode_request(arrays, ["input_3", "input_4"]))["inputs"]
+    assert [(i["name"], i["data"]) for i in renamed] == [("input_3", [0, 0]), ("input_4", [1, 1])]
+    with pytest.raises(CandidateError, match="1 inputs, the serving model 2"):
+        encode_request(arrays, ["only"])
+    assert input_names(b'{"inputs": [{"name": "flatten_1_input"}]}') == ["flatten_1_input"]
+    for hostile in (b"{", b'{"inputs": []}', b'{"inputs": [{"name": 5}]}', b'{"inputs": [{}]}', b"[]"):
+        with pytest.raises(CandidateError):
+            input_names(hostile)

@@ -23,7 +23,8 @@ from optimodel.serve.pool import Arrays, Batcher
 VERSION = "1"  # one artifact per server; the operator rolls out a new Deployment for a new one
 MAX_REQUEST_ROWS = 1024  # default rows per request: the interpreter's tensors grow with the batch
 
-# Told of every answered inference (inputs, outputs, seconds spent in `infer`): a shadow mirror.
+# Told of every answered inference (inputs in the signature's order, outputs, seconds spent in
+# `infer`): a shadow mirror.
 Observer = Callable[[Arrays, Arrays, float], None]
 
 
@@ -192,5 +193,6 @@ class DataPlane:
         started = time.perf_counter()
         outputs = await self._batcher.run(arrays, rows)
         if self.observer is not None:
-            self.observer(arrays, outputs, time.perf_counter() - started)
+            ordered = {spec.name: arrays[spec.name] for spec in signature.inputs}  # the signature's order
+            self.observer(ordered, outputs, time.perf_counter() - started)
         return outputs

@@ -26,7 +26,7 @@ import math
 import random
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import numpy as np
@@ -37,6 +37,7 @@ from optimodel.serve.pool import Arrays
 log = logging.getLogger(__name__)
 
 MODEL_SHA256_HEADER = "Optimodel-Model-Sha256"
+MAX_METADATA_BYTES = 1024 * 1024
 INFERENCE_SECONDS_HEADER = "Optimodel-Inference-Seconds"
 UNKNOWN = "unknown"  # errors before the candidate ever answered: no sha256 to label them with
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -68,12 +69,19 @@ class _Copy:
     serving_seconds: float
 
 
-def encode_request(arrays: Arrays) -> bytes:
-    """The inputs as a v2 inference request."""
+def encode_request(arrays: Arrays, names: list[str]) -> bytes:
+    """The inputs as a v2 inference request to a candidate whose inputs are `names` (its order).
+
+    Named as the candidate names them: by name when it has every one of ours, otherwise by position
+    (two versions of a model often name their inputs differently: `flatten_input`, `flatten_1_input`).
+    """
+    if len(names) != len(arrays):
+        raise CandidateError(f"the candidate has {len(names)} inputs, the serving model {len(arrays)}")
+    renamed = list(arrays) if set(arrays) == set(names) else names
     inputs = [
         {"name": name, "shape": list(array.shape), "datatype": _DATATYPES.get(array.dtype.name, "FP32"),
          "data": array.ravel().tolist()}
-        for name, array in arrays.items()
+        for name, array in zip(renamed, arrays.values(), strict=True)
     ]
     return json.dumps({"inputs": inputs}, separators=(",", ":")).encode()
 
@@ -133,6 +141,17 @@ def compare(serving: Arrays, candidate: Arrays, how: Compare) -> Comparison:
     return Comparison(compared=count, absolute_difference=total)
 
 
+def input_names(body: bytes) -> list[str]:
+    """The input names of a v2 model metadata document."""
+    try:
+        names = [item["name"] for item in json.loads(body)["inputs"]]
+    except (ValueError, TypeError, KeyError, RecursionError) as error:
+        raise CandidateError(f"unreadable metadata: {type(error).__name__}") from None
+    if not names or not all(isinstance(name, str) for name in names):
+        raise CandidateError("metadata names no inputs")
+    return names
+
+
 def _seconds(header: str | None) -> float | None:
     """The candidate's own inference time, when it says so sensibly."""
     try:
@@ -147,9 +166,11 @@ class Mirror:
 
     def __init__(self, settings: MirrorSettings, model: str, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
-        self.endpoint = f"{settings.url.rstrip('/')}/v2/models/{model}/infer"
+        self.metadata_url = f"{settings.url.rstrip('/')}/v2/models/{model}"
+        self.endpoint = f"{self.metadata_url}/infer"
         self.queue: asyncio.Queue[_Copy] = asyncio.Queue(settings.queue_size)
         self.candidate = UNKNOWN  # the sha256 the candidate last answered with
+        self._inputs: tuple[str, list[str]] | None = None  # (candidate sha256, its input names)
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
@@ -183,15 +204,38 @@ class Mirror:
                 self.metrics.shadow_errors.labels(self.candidate).inc()
                 log.debug("mirrored request failed on the candidate: %s", error)
 
+    def _heard(self, headers: Any) -> str:
+        """The candidate's sha256 from its answer's headers (kept as the label of what follows)."""
+        sha = str(headers.get(MODEL_SHA256_HEADER, "")).lower()
+        if _SHA256.match(sha):
+            self.candidate = sha
+        return self.candidate
+
+    async def _candidate_inputs(self) -> tuple[str, list[str]]:
+        """The candidate's input names (its v2 metadata), asked once per candidate."""
+        assert self._session is not None
+        if self._inputs is None:
+            try:
+                async with self._session.get(self.metadata_url) as response:
+                    sha = self._heard(response.headers)
+                    if response.status != 200:
+                        raise CandidateError(f"metadata: status {response.status}")
+                    body = await response.content.read(MAX_METADATA_BYTES + 1)
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                raise CandidateError(f"metadata: {type(error).__name__}: {error}") from None
+            self._inputs = (sha, input_names(body[:MAX_METADATA_BYTES]))
+        return self._inputs
+
     async def _send(self, copy: _Copy) -> None:
         assert self._session is not None
+        asked, names = await self._candidate_inputs()
         try:
             async with self._session.post(
-                self.endpoint, data=encode_request(copy.arrays), headers={"Content-Type": "application/json"}
+                self.endpoint, data=encode_request(copy.arrays, names), headers={"Content-Type": "application/json"}
             ) as response:
-                sha = response.headers.get(MODEL_SHA256_HEADER, "").lower()
-                if _SHA256.match(sha):
-                    self.candidate = sha
+                if self._heard(response.headers) != asked:
+                    self._inputs = None  # another candidate answers now: learn its inputs, count from the next
+                    return
                 if response.status != 200:
                     raise CandidateError(f"status {response.status}")
                 body = await response.content.read(self.settings.max_answer_bytes + 1)

@@ -12,11 +12,13 @@ the slice of inputs that are 3s, and is stopped by the analysis while version 2 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -158,7 +160,7 @@ def test_shadow_promotes_an_agreeing_candidate_and_stops_a_disagreeing_one(
 
     setup_namespace(dev_cluster, namespace)
     apply(dev_cluster, namespace, shadow_manifest(s3, "s3://models/digits/1/model.h5"))
-    first = om_where(dev_cluster, namespace, "v1 Ready", lambda b: condition(b, "Ready").get("status") == "True", 300)
+    first = om_where(dev_cluster, namespace, "v1 Ready", lambda b: condition(b, "Ready").get("status") == "True", 600)
     assert first["status"].get("analysis") is None  # the first model had nothing to be compared with
     v1 = served_sha(dev_cluster, namespace)
 
@@ -213,6 +215,11 @@ def test_shadow_promotes_an_agreeing_candidate_and_stops_a_disagreeing_one(
     wait_for("the stopped candidate's pods gone", lambda: not get(
         dev_cluster, namespace, "pods", "-l", "app.kubernetes.io/component=shadow")["items"], timeout=120)
     assert get(dev_cluster, namespace, "deployment", "digits-shadow")["spec"]["replicas"] == 0
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "kubectl-optimodel"), "get", "digits", "-n", namespace],
+        env={**os.environ, "KUBECONFIG": str(dev_cluster.kubeconfig)}, capture_output=True, text=True, timeout=60,
+    ).stdout
+    assert f"Analysis:      Failed sha256:{analysis['candidateSha256'][:12]} | {analysis['requests']} mirrored" in shown
 
     # The clients were answered all along, through one promotion and one stopped candidate.
     answered = client.answered

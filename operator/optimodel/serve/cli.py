@@ -232,6 +232,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         _non_negative,
         help="a mirrored request the candidate has not answered in this time counts as its error",
     )
+    _flag(
+        parser,
+        "--mirror-pause-seconds",
+        "OPTIMODEL_MIRROR_PAUSE_SECONDS",
+        1.0,
+        _non_negative,
+        help="after the candidate could not be reached, how long no request is copied",
+    )
     _flag(parser, "--log-level", "OPTIMODEL_LOG_LEVEL", "INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.set_defaults(handler=run)
     return parser
@@ -270,6 +278,7 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
                 percent=args.mirror_percent,
                 compare=args.mirror_compare,
                 timeout_seconds=args.mirror_timeout_seconds,
+                pause_seconds=args.mirror_pause_seconds,
             )
             if args.mirror_url
             else None

@@ -25,6 +25,7 @@ import logging
 import math
 import random
 import re
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,6 +56,7 @@ class MirrorSettings:
     queue_size: int = 64  # requests waiting to be copied; more are dropped
     senders: int = 2  # copies in flight at once
     timeout_seconds: float = 5.0
+    pause_seconds: float = 1.0  # after the candidate could not be reached: no copies meanwhile
     max_answer_bytes: int = 16 * 1024 * 1024
 
 
@@ -171,12 +173,13 @@ class Mirror:
         self.queue: asyncio.Queue[_Copy] = asyncio.Queue(settings.queue_size)
         self.candidate = UNKNOWN  # the sha256 the candidate last answered with
         self._inputs: tuple[str, list[str]] | None = None  # (candidate sha256, its input names)
+        self._paused_until = 0.0  # monotonic time: no copies before it
         self._tasks: list[asyncio.Task[None]] = []
         self._session: aiohttp.ClientSession | None = None
 
     def offer(self, arrays: Arrays, outputs: Arrays, serving_seconds: float) -> None:
         """Sample and enqueue; never waits. Called on the event loop right after the serving answer."""
-        if random.random() * 100 >= self.settings.percent:
+        if random.random() * 100 >= self.settings.percent or time.monotonic() < self._paused_until:
             return
         try:
             self.queue.put_nowait(_Copy(arrays, outputs, serving_seconds))
@@ -211,6 +214,13 @@ class Mirror:
             self.candidate = sha
         return self.candidate
 
+    def _unreachable(self) -> None:
+        """Most often no candidate runs (a Service without endpoints): a connection attempt per request
+        would cost the serving pod for nothing, so copies pause for a moment; the next candidate may
+        have other inputs."""
+        self._inputs = None
+        self._paused_until = time.monotonic() + self.settings.pause_seconds
+
     async def _candidate_inputs(self) -> tuple[str, list[str]]:
         """The candidate's input names (its v2 metadata), asked once per candidate."""
         assert self._session is not None
@@ -222,12 +232,16 @@ class Mirror:
                         raise CandidateError(f"metadata: status {response.status}")
                     body = await response.content.read(MAX_METADATA_BYTES + 1)
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                self._unreachable()
                 raise CandidateError(f"metadata: {type(error).__name__}: {error}") from None
             self._inputs = (sha, input_names(body[:MAX_METADATA_BYTES]))
         return self._inputs
 
     async def _send(self, copy: _Copy) -> None:
         assert self._session is not None
+        if time.monotonic() < self._paused_until:  # queued before the pause began
+            self.metrics.shadow_dropped.inc()
+            return
         asked, names = await self._candidate_inputs()
         try:
             async with self._session.post(
@@ -241,6 +255,7 @@ class Mirror:
                 body = await response.content.read(self.settings.max_answer_bytes + 1)
                 seconds = _seconds(response.headers.get(INFERENCE_SECONDS_HEADER))
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            self._unreachable()  # gone (its analysis ended) or overloaded: ask its inputs again, later
             raise CandidateError(f"{type(error).__name__}: {error}") from None
         if len(body) > self.settings.max_answer_bytes:
             raise CandidateError(f"answer larger than {self.settings.max_answer_bytes} bytes")

@@ -113,13 +113,16 @@ def test_clients_never_wait_for_a_candidate_that_hangs(
 def test_an_unreachable_candidate_counts_errors_and_clients_see_none(
     models: Models, start_server: StartServer
 ) -> None:
-    serving = start_server(models.float32, "--mirror-url", f"http://127.0.0.1:{free_port()}")
-    for seed in range(10):
+    """No candidate listening (a shadow Service without endpoints): one error per sender at most, then
+    the mirror pauses (here longer than the test) instead of trying once per request."""
+    url = f"http://127.0.0.1:{free_port()}"
+    serving = start_server(models.float32, "--mirror-url", url, "--mirror-pause-seconds", "600")
+    for seed in range(50):
         send(serving, inputs(seed), "v1")
     wait_until(
-        lambda: metric(serving, "optimodel_shadow_errors_total", "unknown") >= 10, 30, "ten errors", serving
+        lambda: metric(serving, "optimodel_shadow_errors_total", "unknown") >= 1, 30, "an error", serving
     )
-    assert metric(serving, "optimodel_shadow_errors_total", "unknown") == 10
+    assert metric(serving, "optimodel_shadow_errors_total", "unknown") in (1, 2)  # two senders
     assert 'optimodel_request_errors_total{' not in httpx.get(serving.url + "/metrics").text
 
 

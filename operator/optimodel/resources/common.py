@@ -83,6 +83,12 @@ def serving_name(owner: Owner) -> str:
     return f"{owner.name}-serving"
 
 
+def shadow_name(owner: Owner) -> str:
+    """The shadow candidate's Deployment and Service (spec.rollout.strategy shadow); no longer than
+    the serving name, so every valid resource name fits."""
+    return f"{owner.name}-shadow"
+
+
 def metadata(
     owner: Owner, name: str, component: str, annotations: dict[str, str] | None = None
 ) -> dict[str, Any]:

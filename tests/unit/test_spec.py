@@ -102,9 +102,9 @@ def test_pruning_ramps_over_two_thirds_of_the_fine_tune() -> None:
     assert parsed.optimization.pruning.fine_tune_epochs == 8 and parsed.optimization.pruning.ramp_epochs == 6
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "optimizedmodel.yaml"])
-def test_the_examples_parse(name: str) -> None:
-    manifest = load_manifest(EXAMPLES / name)
+@pytest.mark.parametrize("path", ["digits/local.yaml", "digits/optimizedmodel.yaml", "gitops/base/optimizedmodel.yaml"])
+def test_the_examples_parse(path: str) -> None:
+    manifest = load_manifest(EXAMPLES.parent / path)
     assert manifest.metadata.name == "digits"
 
 

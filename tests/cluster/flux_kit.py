@@ -34,9 +34,8 @@ NAMESPACE = "flux-system"
 
 @dataclass
 class Flux:
-    """The running controllers: their logs, and the namespace their own objects live in."""
+    """The running controllers, by their logs."""
 
-    namespace: str
     logs: dict[str, Path]
 
     def tail(self, lines: int = 40) -> str:
@@ -85,6 +84,7 @@ def running_flux(cluster: DevCluster, requeue_dependency: str = "2s") -> Iterato
     install_crds(cluster)
     cluster.kubectl("create", "namespace", NAMESPACE, check=False)
     work = Path(tempfile.mkdtemp(prefix="optimodel-flux-"))
+    (work / "storage").mkdir()
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "RUNTIME_NAMESPACE": NAMESPACE}
     storage_port = free_port()
     common = ["--log-encoding=console"]
@@ -99,7 +99,7 @@ def running_flux(cluster: DevCluster, requeue_dependency: str = "2s") -> Iterato
         f"--storage-adv-addr=127.0.0.1:{storage_port}",
     ]
     argv["kustomize-controller"] += [f"--requeue-dependency={requeue_dependency}"]
-    flux = Flux(NAMESPACE, {name: work / f"{name}.log" for name in argv})
+    flux = Flux({name: work / f"{name}.log" for name in argv})
     try:
         with ExitStack() as stack:
             for name, args in argv.items():

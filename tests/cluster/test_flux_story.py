@@ -111,7 +111,8 @@ def handled(cluster: DevCluster, name: str, requested: str, commit: str) -> dict
 
 
 def model(cluster: DevCluster, namespace: str) -> dict[str, Any]:
-    return get(cluster, namespace, "om", "digits") or {}
+    """The OptimizedModel `digits`, with its managedFields (who wrote which field); {} when absent."""
+    return get(cluster, namespace, "om", "digits", "--show-managed-fields") or {}
 
 
 def served_sha(cluster: DevCluster, namespace: str) -> str:

@@ -27,8 +27,8 @@ from tests.support.polling import wait_for
 from tests.support.s3server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("OPTIMODEL_FLUX_BIN", ROOT / ".dev" / "bin"))
-CRDS = Path(os.environ.get("OPTIMODEL_FLUX_CRDS", ROOT / ".dev" / "flux" / "crds"))
+BIN = ROOT / ".dev" / "bin"
+CRDS = ROOT / ".dev" / "flux" / "crds"
 NAMESPACE = "flux-system"
 
 

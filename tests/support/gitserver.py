@@ -45,9 +45,8 @@ class _Backend(BaseHTTPRequestHandler):
             "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
         }
         proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, timeout=60)
+        # The CGI headers, then an empty line, then the body; git ends each header line with CRLF.
         head, _, payload = proc.stdout.partition(b"\r\n\r\n")
-        if not _:
-            head, _, payload = proc.stdout.partition(b"\n\n")
         status, headers = 200, []
         for line in head.decode("latin-1").splitlines():
             name, _, value = line.partition(":")

@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 K8S_STAMP := .dev/bin/kubelet
 NODE_STAMP := .dev/bin/containerd
+FLUX_STAMP := .dev/bin/kustomize-controller
 DEMO_DIR := .demo
 # Debian packages the cluster needs: iproute2 (the node's network), iptables and conntrack
 # (kube-proxy, the kubelet), gcc, pkg-config and libseccomp-dev (runc with seccomp), mmdebstrap
@@ -37,7 +38,11 @@ $(K8S_STAMP): hack/build-k8s.sh
 $(NODE_STAMP): hack/build-node.sh | host-tools
 	bash hack/build-node.sh
 
-k8s-bins: $(K8S_STAMP) $(NODE_STAMP)
+# Flux's source-controller and kustomize-controller, with their CRDs (tests/cluster/test_flux_story.py).
+$(FLUX_STAMP): hack/build-flux.sh
+	bash hack/build-flux.sh
+
+k8s-bins: $(K8S_STAMP) $(NODE_STAMP) $(FLUX_STAMP)
 
 # Install the Debian packages above where a machine lacks them.
 host-tools:

@@ -6,19 +6,21 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 K8S_STAMP := .dev/bin/kubelet
 NODE_STAMP := .dev/bin/containerd
+FLUX_STAMP := .dev/bin/kustomize-controller
 DEMO_DIR := .demo
 # Debian packages the cluster needs: iproute2 (the node's network), iptables and conntrack
 # (kube-proxy, the kubelet), gcc, pkg-config and libseccomp-dev (runc with seccomp), mmdebstrap
 # and buildah (the images).
 HOST_PACKAGES := iproute2 iptables conntrack gcc pkg-config libseccomp-dev mmdebstrap buildah
 
-.PHONY: help venv k8s-bins host-tools images demo test unit lint cluster cluster-down bench clean
+.PHONY: help venv k8s-bins host-tools images demo example-data test unit lint cluster cluster-down bench clean
 
 help:
 	@echo "make demo          optimize the digits example locally (no cluster, no cloud)"
 	@echo "make test          lint and run every test (builds the control plane on first use)"
 	@echo "make cluster       start a local cluster with one real node; kubeconfig in .dev/kubeconfig"
 	@echo "make images        build the operator, optimizer and serve images (and import them into make cluster's node)"
+	@echo "make example-data  put the digits example's model and data in make cluster's object store, with its Secrets"
 	@echo "make cluster-down  stop it"
 	@echo "make bench         run the benchmarks and print their tables"
 
@@ -36,7 +38,11 @@ $(K8S_STAMP): hack/build-k8s.sh
 $(NODE_STAMP): hack/build-node.sh | host-tools
 	bash hack/build-node.sh
 
-k8s-bins: $(K8S_STAMP) $(NODE_STAMP)
+# Flux's source-controller and kustomize-controller, with their CRDs (tests/cluster/test_flux_story.py).
+$(FLUX_STAMP): hack/build-flux.sh
+	bash hack/build-flux.sh
+
+k8s-bins: $(K8S_STAMP) $(NODE_STAMP) $(FLUX_STAMP)
 
 # Install the Debian packages above where a machine lacks them.
 host-tools:
@@ -52,6 +58,12 @@ images: k8s-bins host-tools
 demo: $(STAMP)
 	$(BIN)/python examples/digits/make_digits.py --out $(DEMO_DIR) --models digits-wide
 	$(BIN)/optimodel run examples/digits/local.yaml
+
+# The digits example's model and data in the object store of `make cluster` (or of the cluster
+# KUBECONFIG names), and the Secrets examples/digits/optimizedmodel.yaml names.
+example-data: $(STAMP)
+	$(BIN)/python examples/digits/make_digits.py --out $(DEMO_DIR) --models digits-wide
+	$(BIN)/python examples/digits/cluster_data.py --demo-dir $(DEMO_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench examples

@@ -1,7 +1,10 @@
 """Benchmark of `optimodel serve` against KServe's Python model server on the same int8 .tflite.
 
-Throughput and p50/p99 latency of v2 `infer` calls (one 8x8x1 instance each) at concurrency 1, 8
-and 32. Both servers run two processes with one LiteRT interpreter of one thread each: optimodel
+Throughput and p50/p99 latency of v2 `infer` calls (one instance each) at concurrency 1, 8 and 32,
+on both reference models in turn: digits-wide (8x8x1 input, inference about 0.25 ms: HTTP dominates)
+and mobilenet-v2 (64x64x3 input, the convolutional network users serve: a 12,288-value request).
+
+Both servers run two processes with one LiteRT interpreter of one thread each: optimodel
 with `--workers 2 --interpreters 1 --threads 1` (dynamic batching on: `--batch-wait-ms 2
 --max-batch-size 32`), KServe with `--workers 2` (it has no dynamic batching).
 
@@ -12,12 +15,13 @@ machine for itself. Both servers stay up for the whole run and take turns, level
 lowest per-round throughput ratio, because this machine's speed drifts by tens of percent from one
 minute to the next.
 
-The model is `bench/models/digits-wide-int8.tflite` when the examples script made it, else a
-comparable one (conv + 2x Dense(2048) on 8x8x1, full int8) built with TensorFlow into bench/out/.
+Each model is `bench/models/<name>-int8.tflite` when present, else one of the same architecture
+(conv + 2x Dense(2048) on 8x8x1; Keras' MobileNetV2 at width 0.35 on 64x64x3), full int8, built with
+TensorFlow into bench/out/ (untrained weights: serving speed does not depend on them).
 The peer is installed by this script into bench/.venv-kserve from bench/serve_peer/requirements.txt.
 
-Run: `python bench/serve_bench.py [--seconds 8] [--rounds 3]` with the project's dev environment
-(TensorFlow is needed only to build the model).
+Run: `python bench/serve_bench.py [--seconds 8] [--rounds 3] [--models digits-wide mobilenet-v2]` with
+the project's dev environment (TensorFlow is needed only to build the models).
 """
 
 from __future__ import annotations
@@ -40,25 +44,30 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PEER_VENV = BENCH / ".venv-kserve"
 PEER_REQUIREMENTS = BENCH / "serve_peer" / "requirements.txt"
-NAME = "digits-wide"
+INPUT_SHAPES = {"digits-wide": (8, 8, 1), "mobilenet-v2": (64, 64, 3)}
 CONCURRENCIES = (1, 8, 32)
 
-_BUILD_WIDE = r"""
+_BUILD = r"""
 import os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, tensorflow as tf, tf_keras as keras
 keras.utils.set_random_seed(0)
-inputs = keras.Input((8, 8, 1))
-x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(inputs)
-x = keras.layers.Flatten()(x)
-x = keras.layers.Dense(2048, activation="relu")(x)
-x = keras.layers.Dense(2048, activation="relu")(x)
-model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+if sys.argv[2] == "mobilenet-v2":
+    shape = (64, 64, 3)
+    model = keras.applications.MobileNetV2(input_shape=shape, alpha=0.35, weights=None, classes=10)
+else:
+    shape = (8, 8, 1)
+    inputs = keras.Input(shape)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(2048, activation="relu")(x)
+    x = keras.layers.Dense(2048, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
 rng = np.random.default_rng(0)
 def representative():
     for _ in range(64):
-        yield [rng.random((1, 8, 8, 1), dtype=np.float32)]
+        yield [rng.random((1, *shape), dtype=np.float32)]
 converter = tf.lite.TFLiteConverter.from_keras_model(model)
 converter.optimizations = [tf.lite.Optimize.DEFAULT]
 converter.representative_dataset = representative
@@ -69,16 +78,16 @@ open(sys.argv[1], "wb").write(converter.convert())
 """
 
 
-def model_path() -> Path:
-    """The examples' digits-wide int8 model, else a comparable one built once into bench/out/."""
-    shipped = BENCH / "models" / "digits-wide-int8.tflite"
+def model_path(name: str) -> Path:
+    """bench/models/<name>-int8.tflite, else one of the same architecture built once into bench/out/."""
+    shipped = BENCH / "models" / f"{name}-int8.tflite"
     if shipped.exists():
         return shipped
-    built = BENCH / "out" / "digits-wide-int8.tflite"
+    built = BENCH / "out" / f"{name}-int8.tflite"
     if not built.exists():
         built.parent.mkdir(parents=True, exist_ok=True)
-        print(f"building {built} (conv + 2x Dense(2048), full int8) ...", flush=True)
-        subprocess.run([sys.executable, "-c", _BUILD_WIDE, str(built)], check=True, stderr=subprocess.DEVNULL)
+        print(f"building {built} (full int8) ...", flush=True)
+        subprocess.run([sys.executable, "-c", _BUILD, str(built), name], check=True, stderr=subprocess.DEVNULL)
     return built
 
 
@@ -124,7 +133,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
-def start_optimodel(model: Path, port: int) -> subprocess.Popen[bytes]:
+def start_optimodel(model: Path, name: str, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
     return subprocess.Popen(
         [
@@ -135,7 +144,7 @@ def start_optimodel(model: Path, port: int) -> subprocess.Popen[bytes]:
             "--model",
             model.as_uri(),
             "--name",
-            NAME,
+            name,
             "--host",
             "127.0.0.1",
             "--port",
@@ -159,13 +168,13 @@ def start_optimodel(model: Path, port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def start_kserve(python: Path, model: Path, port: int) -> subprocess.Popen[bytes]:
+def start_kserve(python: Path, model: Path, name: str, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             str(python),
             str(BENCH / "serve_peer" / "kserve_tflite.py"),
             "--model_name",
-            NAME,
+            name,
             "--model_path",
             str(model),
             "--http_port",
@@ -222,10 +231,10 @@ def attack(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, 
     }
 
 
-def request_body(directory: Path) -> Path:
-    """One v2 request with one 8x8x1 instance, as a file vegeta sends as the body."""
-    x = np.random.default_rng(0).random((1, 8, 8, 1), dtype=np.float32)
-    tensor = {"name": "input_1", "shape": [1, 8, 8, 1], "datatype": "FP32", "data": x.ravel().tolist()}
+def request_body(directory: Path, shape: tuple[int, ...]) -> Path:
+    """One v2 request with one instance, as a file vegeta sends as the body."""
+    x = np.random.default_rng(0).random((1, *shape), dtype=np.float32)
+    tensor = {"name": "input_1", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
     body = directory / "infer.json"
     body.write_text(json.dumps({"inputs": [tensor]}))
     return body
@@ -234,7 +243,7 @@ def request_body(directory: Path) -> Path:
 Results = dict[str, dict[int, list[dict[str, float]]]]
 
 
-def measure(servers: dict[str, int], body: Path, rounds: int, seconds: float) -> Results:
+def measure(servers: dict[str, int], name: str, body: Path, rounds: int, seconds: float) -> Results:
     """Every level `rounds` times, the servers taking turns (first in one round, last in the next),
     so that a slow minute of a shared machine weighs on both alike."""
     results: Results = {label: {c: [] for c in CONCURRENCIES} for label in servers}
@@ -242,7 +251,7 @@ def measure(servers: dict[str, int], body: Path, rounds: int, seconds: float) ->
         order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
         for concurrency in CONCURRENCIES:
             for label in order:
-                url = f"http://127.0.0.1:{servers[label]}/v2/models/{NAME}/infer"
+                url = f"http://127.0.0.1:{servers[label]}/v2/models/{name}/infer"
                 attack(url, body, concurrency, 1.0)  # warm-up: connections, caches, batch sizes
                 result = attack(url, body, concurrency, seconds)
                 results[label][concurrency].append(result)
@@ -288,29 +297,36 @@ def table(results: Results) -> str:
     return "\n".join(lines)
 
 
+def bench_model(name: str, python: Path | None, rounds: int, seconds: float) -> Results:
+    """Both servers up on one model for the whole measurement, then stopped."""
+    model = model_path(name)
+    print(f"{name}: {model} ({model.stat().st_size:,} bytes); {os.cpu_count()} CPUs", flush=True)
+    processes = {"optimodel": start_optimodel(model, name, port := free_port())}
+    ports = {"optimodel": port}
+    if python is not None:
+        processes["kserve"] = start_kserve(python, model, name, port := free_port())
+        ports["kserve"] = port
+    try:
+        for label, process in processes.items():
+            wait_ready(f"http://127.0.0.1:{ports[label]}/v2/models/{name}/ready", process)
+        with tempfile.TemporaryDirectory() as directory:
+            return measure(ports, name, request_body(Path(directory), INPUT_SHAPES[name]), rounds, seconds)
+    finally:
+        for process in processes.values():
+            stop(process)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per level and round")
     parser.add_argument("--rounds", type=int, default=3, help="times each level is measured per server")
+    parser.add_argument("--models", nargs="+", default=list(INPUT_SHAPES), choices=list(INPUT_SHAPES))
     args = parser.parse_args()
-    model = model_path()
-    print(f"model: {model} ({model.stat().st_size:,} bytes); {os.cpu_count()} CPUs", flush=True)
-    processes = {"optimodel": start_optimodel(model, port := free_port())}
-    ports = {"optimodel": port}
     python = peer_python()
-    if python is not None:
-        processes["kserve"] = start_kserve(python, model, port := free_port())
-        ports["kserve"] = port
-    try:
-        for label, process in processes.items():
-            wait_ready(f"http://127.0.0.1:{ports[label]}/v2/models/{NAME}/ready", process)
-        with tempfile.TemporaryDirectory() as directory:
-            results = measure(ports, request_body(Path(directory)), args.rounds, args.seconds)
-    finally:
-        for process in processes.values():
-            stop(process)
-    print()
-    print(table(results))
+    results = {name: bench_model(name, python, args.rounds, args.seconds) for name in args.models}
+    for name, result in results.items():
+        print(f"\n{name}\n")
+        print(table(result))
     return 0
 
 

@@ -2,8 +2,9 @@
 # Builds the images the local cluster runs, without Docker and without a registry:
 #   - optimodel-operator, optimodel-optimizer, optimodel-serve: images/Dockerfile built by buildah on
 #     a Debian bookworm base made here by mmdebstrap (bookworm's python3 is 3.11, as the project's);
-#   - the pause image (upstream pause.c from the Kubernetes module, linked statically) and CoreDNS
-#     (the binary hack/build-node.sh built), each alone in an image from scratch.
+#   - the pause image (upstream pause.c from the Kubernetes module, linked statically), CoreDNS and
+#     the object store versitygw (the binaries hack/build-node.sh built), each alone in an image from
+#     scratch.
 # Each image is saved as a docker-archive under the cache (outside the clone) and linked into
 # .dev/images/, where the node imports them from; .dev/images.yaml holds the chart values naming
 # the project's images. Tags carry the project version and a digest of every input, so a changed
@@ -13,8 +14,14 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_ROOT="${OPTIMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimodel}"
+mkdir -p "$CACHE_ROOT"
+# One build at a time on this machine: clones share the cache, and two builds of one binary at once
+# would each take both cores and collide in the cache.
+exec {build_lock}>"$CACHE_ROOT/.build.lock"
+flock "$build_lock"
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
+VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 DEBIAN_SUITE=bookworm
 ARCHIVES="$CACHE_ROOT/images"
 LINK_DIR="$REPO_ROOT/.dev/images"
@@ -31,6 +38,7 @@ save() {
     "${BUILDAH[@]}" push --quiet "$ref" "docker-archive:$file.tmp:$ref" >/dev/null
     mv "$file.tmp" "$file"
   fi
+  touch "$file"  # its last use, which prune reads
   ln -sfn "$file" "$LINK_DIR/${1//[:\/]/_}.tar"
 }
 
@@ -59,6 +67,12 @@ build_pause() {
 build_coredns() {
   local ref="localhost/coredns:$COREDNS_VERSION"
   from_scratch "$ref" "$CACHE_ROOT/coredns-$COREDNS_VERSION/coredns" /coredns
+  save "$ref"
+}
+
+build_versitygw() {
+  local ref="localhost/versitygw:$VERSITYGW_VERSION"
+  from_scratch "$ref" "$CACHE_ROOT/versitygw-$VERSITYGW_VERSION/versitygw" /versitygw
   save "$ref"
 }
 
@@ -127,12 +141,15 @@ image:
 YAML
 }
 
-# Archives and images of older builds: the three newest of each image stay (other clones on this
-# machine may still use theirs), the rest go.
+# Archives and images of older builds go, except the three newest of each image and any a build
+# used in the last $KEEP_HOURS hours: other clones on this machine (helpers, a CI run between its
+# `make images` and its cluster tests) may still be about to import theirs.
+KEEP_HOURS=6
 prune() {
   local name old ref
   for name in optimodel-operator optimodel-optimizer optimodel-serve; do
     for old in $(ls -t "$ARCHIVES"/localhost_"$name"_*.tar 2>/dev/null | tail -n +4); do
+      [[ -n "$(find "$old" -mmin "+$(( KEEP_HOURS * 60 ))")" ]] || continue
       ref="localhost/$name:$(basename "$old" .tar | sed "s/^localhost_${name}_//")"
       rm -f "$old"
       "${BUILDAH[@]}" rmi "$ref" >/dev/null 2>&1 || true
@@ -147,6 +164,7 @@ started=$(date +%s)
 rm -f "$LINK_DIR"/*.tar
 build_pause
 build_coredns
+build_versitygw
 build_project_images
 prune
 log "images ready in $LINK_DIR ($(( $(date +%s) - started )) s)"

@@ -8,6 +8,11 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.19.5}"
 CACHE_ROOT="${OPTIMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimodel}"
+mkdir -p "$CACHE_ROOT"
+# One build at a time on this machine: clones share the cache, and two builds of one binary at once
+# would each take both cores and collide in the cache.
+exec {build_lock}>"$CACHE_ROOT/.build.lock"
+flock "$build_lock"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LINK_DIR="$REPO_ROOT/.dev/bin"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the parts of the local cluster's node that Kubernetes itself does not ship: containerd
-# (with ctr and the runc shim), runc with seccomp, the CNI plugins and CoreDNS, each from the Go
+# (with ctr and the runc shim), runc with seccomp, the CNI plugins, CoreDNS and the cluster's object
+# store (Versity's S3 gateway), each from the Go
 # module proxy at a pinned version, into the cache outside the clone (keyed by version), then links
 # them into .dev/bin (.dev/cni/bin for the CNI plugins). kubelet and kube-proxy come from
 # hack/build-k8s.sh, built with the control plane from the same release. A second run builds nothing.
@@ -10,7 +11,13 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-v2.2.9}"
 RUNC_VERSION="${RUNC_VERSION:-v1.3.7}"
 CNI_PLUGINS_VERSION="${CNI_PLUGINS_VERSION:-v1.9.1}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
+VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 CACHE_ROOT="${OPTIMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimodel}"
+mkdir -p "$CACHE_ROOT"
+# One build at a time on this machine: clones share the cache, and two builds of one binary at once
+# would each take both cores and collide in the cache.
+exec {build_lock}>"$CACHE_ROOT/.build.lock"
+flock "$build_lock"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LINK_DIR="$REPO_ROOT/.dev/bin"
 CNI_LINK_DIR="$REPO_ROOT/.dev/cni/bin"
@@ -70,14 +77,20 @@ build_coredns() {
   go_install coredns "$COREDNS_VERSION" 0 "" "github.com/coredns/coredns@$COREDNS_VERSION"
 }
 
+build_versitygw() {
+  go_install versitygw "$VERSITYGW_VERSION" 0 "" "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+}
+
 started=$(date +%s)
 build_runc
 build_cni_plugins
 build_containerd
 build_coredns
+build_versitygw
 mkdir -p "$LINK_DIR" "$CNI_LINK_DIR"
 for bin in "$CACHE_ROOT/containerd-$CONTAINERD_VERSION"/{containerd,ctr,containerd-shim-runc-v2} \
-  "$CACHE_ROOT/runc-$RUNC_VERSION/runc" "$CACHE_ROOT/coredns-$COREDNS_VERSION/coredns"; do
+  "$CACHE_ROOT/runc-$RUNC_VERSION/runc" "$CACHE_ROOT/coredns-$COREDNS_VERSION/coredns" \
+  "$CACHE_ROOT/versitygw-$VERSITYGW_VERSION/versitygw"; do
   ln -sfn "$bin" "$LINK_DIR/$(basename "$bin")"
 done
 for bin in bridge host-local loopback portmap; do

@@ -25,18 +25,21 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 WIDTHS = {"digits-wide": 2048, "digits-small": 256}
 
 
-def write_data(out: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def split_digits() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The one split every reference model uses (make_mobilenet.py upscales it), so figures compare."""
     digits = load_digits()
     x = (digits.images / 16.0).astype(np.float32)[..., None]
     y = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0, stratify=y)
-    splits = {"train": (x_train, y_train), "calibration": (x_train[:200], y_train[:200]), "test": (x_test, y_test)}
+    return {"train": (x_train, y_train), "calibration": (x_train[:200], y_train[:200]), "test": (x_test, y_test)}
+
+
+def write_data(out: Path, splits: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     (out / "data").mkdir(parents=True, exist_ok=True)
     for name, (xs, ys) in splits.items():
         path = out / "data" / f"{name}.npz"
         if not path.exists():
             np.savez(path, x=xs, y=ys)
-    return splits
 
 
 def train(name: str, width: int, x: np.ndarray, y: np.ndarray, epochs: int, path: Path) -> None:
@@ -68,7 +71,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(WIDTHS), choices=list(WIDTHS))
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
-    splits = write_data(args.out)
+    splits = split_digits()
+    write_data(args.out, splits)
     x_train, y_train = splits["train"]
     for name in args.models:
         path = args.out / "models" / f"{name}.h5"

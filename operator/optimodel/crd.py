@@ -19,11 +19,14 @@ from pydantic import BaseModel
 
 from optimodel.reconcile.status import NOT_OBSERVED, OptimizedModelStatus
 from optimodel.spec import (
+    ANALYSIS_NEEDS_SHADOW,
     API_GROUP,
     API_VERSION,
     AUTOSCALING_NEEDS_CPU,
     KIND,
     MAX_BELOW_MIN_REPLICAS,
+    MAX_DIFFERENCE_FOR_VALUES,
+    MIN_AGREEMENT_FOR_CLASSES,
     PLURAL,
     REPLICAS_WITH_AUTOSCALING,
     OptimizedModelSpec,
@@ -175,7 +178,18 @@ SPEC_RULES = [
         f"{_HIGHER_IS_BETTER} || !has(self.gates) || !has(self.gates.minMetric)",
         "'gates.minMetric is for accuracy and top5; ' + self.evaluation.metric + ' uses gates.maxMetric'",
     ),
+    _rule(
+        f"{_HIGHER_IS_BETTER} || !has(self.rollout) || !has(self.rollout.analysis)"
+        " || !has(self.rollout.analysis.minAgreement)",
+        f"'{MIN_AGREEMENT_FOR_CLASSES}'",
+    ),
+    _rule(
+        f"!({_HIGHER_IS_BETTER}) || !has(self.rollout) || !has(self.rollout.analysis)"
+        " || !has(self.rollout.analysis.maxMeanAbsoluteDifference)",
+        f"'{MAX_DIFFERENCE_FOR_VALUES}'",
+    ),
 ]
+ROLLOUT_RULES = [{"rule": "self.strategy == 'shadow' || !has(self.analysis)", "message": ANALYSIS_NEEDS_SHADOW}]
 # `serving` and `serving.autoscaling`: the messages are the spec's own constants.
 _CPU = "(k in self.resources && 'cpu' in self.resources[k])"
 SERVING_RULES = [
@@ -203,6 +217,7 @@ def spec_schema() -> dict[str, Any]:
     serving = schema["properties"]["serving"]
     serving["x-kubernetes-validations"] = SERVING_RULES
     serving["properties"]["autoscaling"]["x-kubernetes-validations"] = AUTOSCALING_RULES
+    schema["properties"]["rollout"]["x-kubernetes-validations"] = ROLLOUT_RULES
     return schema
 
 

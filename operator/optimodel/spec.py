@@ -300,6 +300,73 @@ class Serving(Model):
         return DEFAULT_REPLICAS if self.replicas is None else self.replicas
 
 
+# Cross-field rules of `rollout`, shared with the CRD's CEL rules (`optimodel.crd`).
+ANALYSIS_NEEDS_SHADOW = "rollout.analysis is only for strategy shadow: strategy replace rolls out without one"
+MIN_AGREEMENT_FOR_CLASSES = (
+    "rollout.analysis.minAgreement is for accuracy and top5 (top-1 agreement); mae and rmse use "
+    "rollout.analysis.maxMeanAbsoluteDifference"
+)
+MAX_DIFFERENCE_FOR_VALUES = (
+    "rollout.analysis.maxMeanAbsoluteDifference is for mae and rmse; accuracy and top5 use "
+    "rollout.analysis.minAgreement"
+)
+
+
+class Analysis(Model):
+    """When a shadow candidate has answered enough mirrored live requests like the serving model."""
+
+    min_requests: int = Field(
+        100, ge=1, le=10_000_000,
+        description="Mirrored requests the candidate must have answered before a verdict; until then it "
+        "is neither promoted nor aborted (except by maxSeconds).")
+    max_seconds: int = Field(
+        600, ge=10, le=604_800,
+        description="The analysis fails when no verdict was reached this many seconds after it started (the "
+        "candidate passed its gates): too little traffic, or a candidate that cannot start or answer.")
+    min_agreement: float | None = Field(
+        None, ge=0, le=1,
+        description="accuracy and top5: lowest allowed fraction of mirrored rows whose top-1 class is "
+        "the serving model's.")
+    max_mean_absolute_difference: float | None = Field(
+        None, ge=0,
+        description="mae and rmse: highest allowed mean absolute difference between the candidate's and "
+        "the serving model's outputs.")
+    max_p95_latency_ratio: float | None = Field(
+        None, gt=0, le=1000,
+        description="Highest allowed candidate p95 latency / serving p95 latency on the mirrored requests.")
+    max_error_rate: float = Field(
+        0.01, ge=0, le=1,
+        description="Highest allowed fraction of mirrored requests the candidate failed (error status, "
+        "timeout, unreadable answer).")
+
+
+class Rollout(Model):
+    strategy: Literal["replace", "shadow"] = Field(
+        "replace",
+        description="replace: a candidate that passed its gates replaces the served model at once. shadow: "
+        "it first runs beside it on a mirrored copy of live traffic and is promoted only when the analysis "
+        "holds; otherwise it is stopped and the served model keeps serving.")
+    mirror_percent: int = Field(
+        100, ge=1, le=100,
+        description="strategy shadow: percent of live inference requests the serving pods copy to the "
+        "candidate (asynchronously: clients never wait for it).")
+    analysis: Analysis | None = Field(
+        None, description="strategy shadow: the thresholds of the verdict (defaults when left out).")
+
+    @model_validator(mode="after")
+    def _analysis(self) -> Rollout:
+        if self.analysis is not None and self.strategy != "shadow":
+            raise ValueError(ANALYSIS_NEEDS_SHADOW)
+        return self
+
+    @property
+    def shadow(self) -> Analysis | None:
+        """The analysis to run, None when the rollout replaces without one."""
+        if self.strategy != "shadow":
+            return None
+        return self.analysis or Analysis()
+
+
 class JobSettings(Model):
     image: str | None = Field(None, description="Optimizer image; default from the operator's settings.")
     resources: dict[str, dict[str, int | str]] | None = Field(
@@ -316,6 +383,8 @@ class OptimizedModelSpec(Model):
     gates: Gates = Field(default_factory=Gates, description="What it must pass; every gate given must pass.")
     artifacts: Artifacts = Field(description="Where results are stored.")
     serving: Serving = Field(default_factory=Serving, description="How to serve it once it passed.")
+    rollout: Rollout = Field(
+        default_factory=Rollout, description="How a candidate that passed its gates replaces the served model.")
     job: JobSettings = Field(default_factory=JobSettings, description="The optimization Job.")
 
     @model_validator(mode="after")
@@ -325,6 +394,11 @@ class OptimizedModelSpec(Model):
             raise ValueError(f"gates.maxMetric is for error metrics (mae, rmse); {metric} uses gates.minMetric")
         if not metric.higher_is_better and self.gates.min_metric is not None:
             raise ValueError(f"gates.minMetric is for accuracy and top5; {metric} uses gates.maxMetric")
+        analysis = self.rollout.analysis
+        if analysis is not None and not metric.higher_is_better and analysis.min_agreement is not None:
+            raise ValueError(MIN_AGREEMENT_FOR_CLASSES)
+        if analysis is not None and metric.higher_is_better and analysis.max_mean_absolute_difference is not None:
+            raise ValueError(MAX_DIFFERENCE_FOR_VALUES)
         return self
 
     def to_wire(self) -> dict[str, Any]:

@@ -37,6 +37,20 @@ def _processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def _object_stores(link: str) -> list[str]:
+    """The object store processes of the node on `link`: every pod of that node lives in cgroups
+    under `optimodel-<link>` (the kubelet's cgroupRoot), other clusters' stores elsewhere."""
+    found = []
+    for process in _processes_mentioning("/versitygw --port"):
+        try:
+            cgroups = Path("/proc", process.split(":", 1)[0], "cgroup").read_text()
+        except OSError:
+            continue
+        if f"/optimodel-{link}/" in cgroups:
+            found.append(process)
+    return found
+
+
 def _sysctls() -> dict[str, str]:
     return {key: Path("/proc/sys", key).read_text().strip() for key in KUBELET_SYSCTLS}
 
@@ -45,7 +59,7 @@ def test_cluster_down_leaves_nothing_behind(dev_cluster: DevCluster, tmp_path: P
     images = tmp_path / "images"
     images.mkdir()
     serve = dev_cluster.images["serve"]
-    wanted = ("optimodel-pause", "coredns", serve.split("/")[-1].replace(":", "_"))
+    wanted = ("optimodel-pause", "coredns", "versitygw", serve.split("/")[-1].replace(":", "_"))
     for archive in default_images_dir().glob("*.tar"):
         if any(name in archive.name for name in wanted):
             (images / archive.name).symlink_to(archive.resolve())
@@ -84,6 +98,7 @@ def test_cluster_down_leaves_nothing_behind(dev_cluster: DevCluster, tmp_path: P
         )
         assert "KUBE-NODEPORTS" in rules
         assert _processes_mentioning("sleep 3600"), "the pod's process should run before down"
+        assert _object_stores(cluster.network.link), "the object store should run before down"
         assert str(state) in Path("/proc/self/mountinfo").read_text()  # the node's namespace holders
     finally:
         plane.down()
@@ -91,6 +106,7 @@ def test_cluster_down_leaves_nothing_behind(dev_cluster: DevCluster, tmp_path: P
     link, netns = cluster.network.link, cluster.network.netns
     assert _processes_mentioning(str(state)) == []
     assert _processes_mentioning("sleep 3600") == []
+    assert _object_stores(link) == []
     assert str(state) not in Path("/proc/self/mountinfo").read_text()
     assert netns not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert subprocess.run(["ip", "link", "show", link], capture_output=True).returncode != 0

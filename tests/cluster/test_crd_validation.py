@@ -38,17 +38,19 @@ GOOD: dict[str, Any] = {
 }
 
 
-def _set(path: str, value: Any) -> dict[str, Any]:
-    """GOOD with `path` (dotted, under the manifest) set to `value`; None deletes it."""
+def _set(path: str, value: Any, *more: tuple[str, Any]) -> dict[str, Any]:
+    """GOOD with `path` (dotted, under the manifest) set to `value`, and each (path, value) of
+    `more`; None deletes it."""
     manifest = copy.deepcopy(GOOD)
-    *parents, last = path.split(".")
-    node = manifest
-    for part in parents:
-        node = node.setdefault(part, {})
-    if value is None:
-        del node[last]
-    else:
-        node[last] = value
+    for where, what in ((path, value), *more):
+        *parents, last = where.split(".")
+        node = manifest
+        for part in parents:
+            node = node.setdefault(part, {})
+        if what is None:
+            del node[last]
+        else:
+            node[last] = what
     return manifest
 
 
@@ -145,6 +147,23 @@ BAD = {
             {"autoscaling": {"maxReplicas": 2, "targetMemoryUtilizationPercentage": 80}, "resources": CPU},
         ),
         "spec.serving.autoscaling.targetMemoryUtilizationPercentage",
+    ),
+    "analysis-without-shadow": (
+        _set("spec.rollout", {"analysis": {"minRequests": 5}}),
+        "rollout.analysis is only for strategy shadow",
+    ),
+    "rollout-canary-not-implemented": (_set("spec.rollout.strategy", "canary"), "spec.rollout.strategy"),
+    "agreement-for-an-error-metric": (
+        _set(
+            "spec.evaluation.metric",
+            "mae",
+            ("spec.gates", {}),
+            ("spec.rollout", {"strategy": "shadow", "analysis": {"minAgreement": 0.9}}),
+        ),
+        "rollout.analysis.minAgreement is for accuracy and top5",
+    ),
+    "mirror-percent-zero": (
+        _set("spec.rollout", {"strategy": "shadow", "mirrorPercent": 0}), "spec.rollout.mirrorPercent"
     ),
 }
 

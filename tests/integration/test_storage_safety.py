@@ -7,7 +7,6 @@ Real servers on loopback: moto for S3 and tiny HTTP servers for endpoints that m
 from __future__ import annotations
 
 import http.server
-import socket
 import threading
 import time
 import urllib.request
@@ -85,18 +84,6 @@ def page() -> Iterator[str]:
 @pytest.fixture
 def endless() -> Iterator[str]:
     yield from _serve(_Endless)
-
-
-@pytest.fixture
-def silent() -> Iterator[str]:
-    """An endpoint that accepts connections and never answers."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(16)
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    finally:
-        listener.close()
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from optimodel.controller.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "optimodel"
 HELM = Path(os.environ.get("OPTIMODEL_HELM", ROOT / ".dev" / "bin" / "helm"))
@@ -145,6 +147,8 @@ def test_deployment_runs_the_operator_with_settings_from_values() -> None:
         "OPTIMODEL_IMAGE_PULL_POLICY": "IfNotPresent",
         "OPTIMODEL_RUN_AS_USER": "65532",
         "OPTIMODEL_JOB_TTL_SECONDS": "86400",
+        "OPTIMODEL_JOB_RESOURCES": '{"limits":{"memory":"3Gi"},"requests":{"cpu":"500m","memory":"1Gi"}}',
+        "OPTIMODEL_SERVE_RESOURCES": '{"limits":{"memory":"1Gi"},"requests":{"cpu":"100m","memory":"128Mi"}}',
         "OPTIMODEL_METRICS_PORT": "9090",
         "OPTIMODEL_HEALTH_PORT": "8080",
         "OPTIMODEL_RESYNC_SECONDS": "60",
@@ -156,6 +160,9 @@ def test_deployment_runs_the_operator_with_settings_from_values() -> None:
         "OPTIMODEL_LEND_OPERATOR_IDENTITY": "false",
         "TMPDIR": "/scratch",
     }
+    # The chart's default resources are the operator's own, so installing with Helm changes nothing.
+    chart, builtin = Settings.from_env(_env(docs)).pods, Settings.from_env({}).pods
+    assert (chart.job_resources, chart.serve_resources) == (builtin.job_resources, builtin.serve_resources)
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"metrics": 9090, "health": 8080}
     for probe in ("livenessProbe", "readinessProbe"):
@@ -171,6 +178,8 @@ def test_values_reach_the_operator() -> None:
         "image.workloadPullPolicy=Always",
         "job.runAsUser=none",
         "job.ttlSecondsAfterFinished=1000000",
+        "job.defaultResources.limits.memory=6Gi",
+        "serving.defaultResources.requests.cpu=1",
         "metrics.port=9100",
         "logFormat=text",
         "verbose=true",
@@ -181,6 +190,9 @@ def test_values_reach_the_operator() -> None:
     assert env["OPTIMODEL_IMAGE_PULL_POLICY"] == "Always"
     assert env["OPTIMODEL_RUN_AS_USER"] == "none"
     assert env["OPTIMODEL_JOB_TTL_SECONDS"] == "1000000"  # not 1e+06
+    pods = Settings.from_env(env).pods  # the JSON the chart writes is what the operator reads
+    assert pods.job_resources == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "6Gi"}}
+    assert pods.serve_resources == {"requests": {"cpu": "1", "memory": "128Mi"}, "limits": {"memory": "1Gi"}}
     assert env["OPTIMODEL_METRICS_PORT"] == "9100"
     assert _container(docs)["args"] == ["operator", "--log-format=text", "--verbose"]
     assert _one(docs, "Service")["spec"]["ports"][0]["port"] == 9100

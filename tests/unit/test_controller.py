@@ -223,3 +223,20 @@ def test_a_refused_endpoint_stalls_before_any_request(endpoint: str) -> None:
     stalled = {c["type"]: c for c in kube.status["conditions"]}["Stalled"]  # type: ignore[index]
     assert (stalled["status"], stalled["reason"]) == ("True", "EndpointNotAllowed")
     assert endpoint in stalled["message"] and events
+
+
+def test_default_resources_from_env_reach_the_pods_the_operator_builds() -> None:
+    settings = Settings.from_env({
+        "OPTIMODEL_JOB_RESOURCES": '{"requests": {"cpu": 2, "memory": "4Gi"}, "limits": {"memory": "6Gi"}}',
+        "OPTIMODEL_SERVE_RESOURCES": '{"limits": {"memory": "300Mi"}}',
+    })
+    assert settings.pods.job_resources == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "6Gi"}}
+    assert settings.pods.serve_resources == {"limits": {"memory": "300Mi"}}
+    assert Settings.from_env({}).pods.job_resources["limits"] == {"memory": "3Gi"}
+
+
+@pytest.mark.parametrize("value", ['{"requests": {"cpu": "lots"}}', '{"request": {}}', "[1]", "{cpu: 1}",
+                                   '{"limits": {"memory": true}}', '{"limits": "1Gi"}'])  # fmt: skip
+def test_bad_default_resources_stop_the_operator_naming_the_variable(value: str) -> None:
+    with pytest.raises(SystemExit, match="OPTIMODEL_JOB_RESOURCES"):
+        Settings.from_env({"OPTIMODEL_JOB_RESOURCES": value})

@@ -102,10 +102,12 @@ def test_pruning_ramps_over_two_thirds_of_the_fine_tune() -> None:
     assert parsed.optimization.pruning.fine_tune_epochs == 8 and parsed.optimization.pruning.ramp_epochs == 6
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "optimizedmodel.yaml"])
-def test_the_examples_parse(name: str) -> None:
-    manifest = load_manifest(EXAMPLES / name)
-    assert manifest.metadata.name == "digits"
+@pytest.mark.parametrize(("path", "name"), [
+    ("digits/local.yaml", "digits"), ("digits/optimizedmodel.yaml", "digits"), ("digits/mobilenet.yaml", "mobilenet"),
+    ("gitops/base/optimizedmodel.yaml", "digits")])
+def test_the_examples_parse(path: str, name: str) -> None:
+    manifest = load_manifest(EXAMPLES.parent / path)
+    assert manifest.metadata.name == name
 
 
 def test_a_manifest_error_names_the_file(tmp_path: Path) -> None:

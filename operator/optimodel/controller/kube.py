@@ -178,6 +178,15 @@ class Kube:
                     return PodWaiting(pod.metadata.name, waiting.reason, waiting.message or "", status.image)
         return None
 
+    def ready_pod_ips(self, namespace: str, selector: str) -> list[str]:
+        """The IPs of the selected pods that are ready and not terminating (those that take traffic)."""
+        ips = []
+        for pod in self.core.list_namespaced_pod(namespace, label_selector=selector).items:
+            ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
+            if ready and pod.status.pod_ip and pod.metadata.deletion_timestamp is None:
+                ips.append(pod.status.pod_ip)
+        return ips
+
     def create_job(self, job: dict[str, Any]) -> bool:
         """True when created, False when it already existed (another reconcile or a restart got there)."""
         try:

@@ -33,6 +33,7 @@ from optimodel.contentkey import recipe_key
 from optimodel.controller.artifacts import Artifacts, InvalidResult
 from optimodel.controller.kube import CredentialsError, Kube
 from optimodel.controller.metrics import Metrics
+from optimodel.controller.scrape import pod_texts
 from optimodel.errors import AccessDeniedError, NotFoundError, OptimodelError, SpecError, StorageError
 from optimodel.reconcile import (
     Desired,
@@ -49,9 +50,20 @@ from optimodel.reconcile import (
     remember_failure,
 )
 from optimodel.reconcile import reasons as r
+from optimodel.reconcile.analysis import Figures, add_pod
 from optimodel.reconcile.ownership import in_the_way
 from optimodel.reconcile.policy import Policy, check_spec
-from optimodel.resources import RETRY_ANNOTATION, Owner, PodDefaults, job_image, serving_name
+from optimodel.reconcile.shadow import analyze, figures_wanted
+from optimodel.resources import (
+    RETRY_ANNOTATION,
+    SERVING,
+    Owner,
+    PodDefaults,
+    job_image,
+    serving_name,
+    shadow_name,
+)
+from optimodel.resources.common import labels
 from optimodel.spec import OptimizedModelSpec, parse_spec
 from optimodel.storage import ArtifactStore
 
@@ -196,13 +208,16 @@ class Reconciler:
             self._settled.pop(key, None)
 
     def _reconcile(self, body: dict[str, Any]) -> tuple[Outcome, float | None]:
+        now = self.now()
         observed, store = self._observe(body)
         observed = remember_failure(observed)  # a failed Job deleted by its TTL still counts
+        observed = self._read_figures(observed)
+        observed = replace(observed, analysis=analyze(observed, now))
         desired = desired_children(observed, self.pods)
         observed = self._apply(body, observed, desired)
         if store is not None:
             observed = self._read_finished_job(observed, store)
-        outcome = compute_outcome(observed, self.now())
+        outcome = compute_outcome(observed, now)
         meta = body["metadata"]
         version = self.kube.write_status(meta["namespace"], meta["name"], status_patch(outcome.status))
         for event in outcome.events:
@@ -221,6 +236,7 @@ class Reconciler:
             retry_requested=(meta.get("annotations") or {}).get(RETRY_ANNOTATION),
             deployment=self.kube.get_deployment(owner.namespace, serving_name(owner)),
             autoscaler=self.kube.get_autoscaler(owner.namespace, serving_name(owner)),
+            shadow=self.kube.get_deployment(owner.namespace, shadow_name(owner)),
         )
         try:
             spec = parse_spec(body.get("spec") or {})
@@ -230,7 +246,8 @@ class Reconciler:
         refused = check_spec(spec, self.policy, self.pods.job_image, self.pods.serve_image)
         if refused is not None:
             return replace(base, problem=refused), None
-        blocked = in_the_way(base, self.kube.get_service(owner.namespace, serving_name(owner)))
+        shadow_service = self.kube.get_service(owner.namespace, shadow_name(owner)) if spec.rollout.shadow else None
+        blocked = in_the_way(base, self.kube.get_service(owner.namespace, serving_name(owner)), shadow_service)
         if blocked is not None:
             return replace(base, problem=blocked), None
         try:
@@ -266,6 +283,19 @@ class Reconciler:
         if stored is not None:
             return replace(base, result=stored[0], report_uri=stored[1]), store
         return base, store
+
+    def _read_figures(self, observed: Observed) -> Observed:
+        """The serving pods' figures for a shadow candidate whose pods run, when its analysis is open."""
+        candidate = figures_wanted(observed)
+        if candidate is None or observed.spec is None:
+            return observed
+        serving, owner = observed.spec.serving, observed.owner
+        selector = ",".join(f"{key}={value}" for key, value in labels(owner, SERVING).items())
+        figures = Figures()
+        for ip in self.kube.ready_pod_ips(owner.namespace, selector):
+            for text in pod_texts(ip, serving.port, serving.workers):
+                add_pod(figures, text, candidate)
+        return replace(observed, figures=figures if figures.pods else None)
 
     def _store(self, owner: Owner, spec: OptimizedModelSpec) -> ArtifactStore:
         secret = spec.artifacts.s3.credentials_secret
@@ -323,4 +353,8 @@ class Reconciler:
                 )
         if desired.autoscaler is not None:
             observed = replace(observed, autoscaler=self.kube.apply_autoscaler(desired.autoscaler))
+        if desired.shadow_service is not None:
+            self.kube.apply_service(desired.shadow_service)
+        if desired.shadow_deployment is not None:
+            observed = replace(observed, shadow=self.kube.apply_deployment(desired.shadow_deployment))
         return observed

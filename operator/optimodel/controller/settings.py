@@ -5,13 +5,16 @@ Nothing is read at import time: tests and `optimodel operator` build a `Settings
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from optimodel import __version__
 from optimodel.reconcile.policy import DEFAULT_S3_ENDPOINTS, Policy, parse_endpoint
 from optimodel.resources import PodDefaults
+from optimodel.resources.common import JOB_RESOURCES, SERVE_RESOURCES
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -39,6 +42,32 @@ def _bool(env: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes"):
         return True
     raise SystemExit(f"{name}={raw!r} is not true or false")
+
+
+Resources = dict[str, dict[str, int | str]]
+_RESOURCE_KINDS = ("requests", "limits")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|[KMGTPE]i|[MGTPE])?$")
+
+
+def _resources(env: Mapping[str, str], name: str, default: Resources) -> Resources:
+    """A JSON object of container resources, `{"requests": {"cpu": "500m"}, "limits": {...}}`,
+    checked now: a default every pod would get must not fail at the first Job."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"{name} is not JSON: {error}") from None
+    if not isinstance(value, dict) or not set(value) <= set(_RESOURCE_KINDS):
+        raise SystemExit(f'{name} must be an object with "requests" and/or "limits"')
+    for kind, amounts in value.items():
+        if not isinstance(amounts, dict):
+            raise SystemExit(f"{name}: {kind} must map resource names to quantities")
+        for resource, amount in amounts.items():
+            if not isinstance(resource, str) or not _QUANTITY.match(str(amount)) or isinstance(amount, bool):
+                raise SystemExit(f"{name}: {kind}.{resource} is not a quantity such as 500m, 2 or 1Gi")
+    return {kind: {resource: str(amount) for resource, amount in amounts.items()} for kind, amounts in value.items()}
 
 
 def _endpoints(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -93,6 +122,8 @@ class Settings:
             image_pull_policy=env.get("OPTIMODEL_IMAGE_PULL_POLICY", "IfNotPresent"),
             run_as_user=None if run_as in ("", "none") else _int(env, "OPTIMODEL_RUN_AS_USER", 65532),
             job_ttl_seconds=_int(env, "OPTIMODEL_JOB_TTL_SECONDS", 86_400),
+            job_resources=_resources(env, "OPTIMODEL_JOB_RESOURCES", JOB_RESOURCES),
+            serve_resources=_resources(env, "OPTIMODEL_SERVE_RESOURCES", SERVE_RESOURCES),
         )
         namespaces = tuple(n.strip() for n in env.get("OPTIMODEL_NAMESPACES", "").split(",") if n.strip())
         return cls(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import socket
 import ssl
 import subprocess
@@ -25,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from optimodel.devcluster import network, procs
+from optimodel.devcluster import network, objectstore, procs
 from optimodel.devcluster.kubeconfig import write_kubeconfig
 from optimodel.devcluster.network import NetworkConfig
 from optimodel.devcluster.node import Node, NodeError, missing_node_binaries
@@ -85,9 +86,10 @@ def missing_binaries(bin_dir: Path) -> list[str]:
 
 
 def missing_images(images_dir: Path) -> list[str]:
-    """The images the node needs that `images_dir` has no archive of (the pause image, CoreDNS)."""
+    """The images the node needs that `images_dir` has no archive of (the pause image, CoreDNS, the
+    object store)."""
     names = [p.name for p in images_dir.glob("*.tar")] if images_dir.is_dir() else []
-    needed = {"pause": "optimodel-pause", "coredns": "coredns"}
+    needed = {"pause": "optimodel-pause", "coredns": "coredns", "versitygw": "versitygw"}
     return [what for what, stem in needed.items() if not any(stem in n for n in names)]
 
 
@@ -293,8 +295,14 @@ class ControlPlane:
             lambda: self._exists("/api/v1/namespaces/default/configmaps/kube-root-ca.crt"),
         )
         self._wait(f"Node {NODE_NAME} Ready and schedulable", deadline, state, self._node_ready)
-        self._apply(coredns_manifests())
-        self._wait("CoreDNS Ready", deadline, state, self._dns_ready)
+        self._apply(coredns_manifests() + objectstore.manifests(*self._object_store_root_keys(node)))
+        self._wait("CoreDNS Ready", deadline, state, lambda: self._deployment_ready("kube-system", "coredns"))
+        self._wait(
+            "the object store Ready",
+            deadline,
+            state,
+            lambda: self._deployment_ready(objectstore.NAMESPACE, objectstore.SERVICE),
+        )
         self._wait(
             "kube-scheduler /healthz",
             deadline,
@@ -326,6 +334,20 @@ class ControlPlane:
             )
         self.pki.client_cert("apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",))
         self.pki.serving_cert("node", [net.node_ip], dns=(NODE_NAME,))
+
+    def _object_store_root_keys(self, node: Node) -> tuple[str, str]:
+        """The object store's root keys, made at the first start and kept (mode 0600) with the
+        cluster's other credentials, and its data folder in the node, owned by the store's user."""
+        keys = self.pki.dir / "object-store-root.json"
+        if not keys.exists():
+            keys.touch(mode=0o600)
+            keys.write_text(json.dumps({"access": f"root{secrets.token_hex(8)}", "secret": secrets.token_urlsafe(30)}))
+        data = node.layout.state_dir / objectstore.DATA_DIR.lstrip("/")
+        for folder in (data, *(data / sub for sub in objectstore.DATA_SUBDIRS)):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chown(folder, objectstore.USER_ID, objectstore.USER_ID)
+        stored = json.loads(keys.read_text())
+        return stored["access"], stored["secret"]
 
     def _spawn(self, state: ClusterState, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         if self.tie_to_caller:
@@ -479,13 +501,11 @@ class ControlPlane:
         ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
         return ready and not node.get("spec", {}).get("taints")
 
-    def _dns_ready(self) -> bool:
-        pods = json.loads(self._get("/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns"))
-        return any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for pod in pods["items"]
-            for c in pod.get("status", {}).get("conditions", [])
-        )
+    def _deployment_ready(self, namespace: str, name: str) -> bool:
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+        if not self._exists(path):
+            return False
+        return int(json.loads(self._get(path)).get("status", {}).get("readyReplicas", 0)) >= 1
 
     def _apply(self, objects: list[dict[str, Any]]) -> None:
         """Server-side apply with the built kubectl (the add-ons are few and applied once per start)."""

@@ -203,6 +203,7 @@ def summarize(gathered: Gathered) -> dict[str, Any]:
         "candidate": status.get("candidate"),
         "gates": list(status.get("gates") or []),
         "serving": status.get("serving"),
+        "analysis": status.get("analysis"),
         "tree": _tree(gathered).to_json(),
         "events": events,
     }
@@ -269,6 +270,28 @@ def _candidate_lines(summary: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _analysis_lines(summary: Mapping[str, Any], now: datetime) -> list[str]:
+    """A shadow analysis: its phase, the live figures, since when, and its message."""
+    analysis = summary.get("analysis")
+    if not analysis:
+        return []
+    figures = [f"{analysis.get('requests', 0)} mirrored requests"]
+    for key, label in (
+        ("agreement", "agreement"),
+        ("meanAbsoluteDifference", "mean abs diff"),
+        ("p95LatencyRatio", "p95 latency ratio"),
+        ("errorRate", "error rate"),
+    ):
+        if analysis.get(key) is not None:
+            figures.append(f"{label} {_number(analysis[key])}")
+    since = f"started {_age(analysis.get('startedAt'), now)} ago"
+    return [
+        f"Analysis:      {analysis.get('phase')} {_short(analysis.get('candidateSha256'))} | "
+        + ", ".join(figures) + f" | {since}",
+        f"               {analysis.get('message', '')}",
+    ]
+
+
 def _tree_rows(
     node: Mapping[str, Any], now: datetime, prefix: str = "", last: bool = True, root: bool = True
 ) -> list[list[str]]:
@@ -294,6 +317,7 @@ def render(summary: Mapping[str, Any], now: datetime) -> str:
         f"Serving:       {_short(serving.get('sha256')) or 'nothing'}"
         + (f" on {serving.get('ready')} ready pods, {serving['url']}" if serving.get("url") else ""),
         *_candidate_lines(summary),
+        *_analysis_lines(summary, now),
     ]
     conditions = summary.get("conditions") or []
     if conditions:

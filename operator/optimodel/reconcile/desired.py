@@ -5,6 +5,11 @@ requested (`retry`); the Deployment serves the candidate when it passed its gate
 whatever it served before (read from its own annotations): a model that fails never replaces one
 that passed.
 
+With `spec.rollout.strategy: shadow` a candidate replaces a served model only once its shadow
+analysis passed (`observed.analysis`, judged by `reconcile.shadow`); meanwhile its pods run in a
+Deployment of their own, scaled to zero once the verdict is in, and the serving pods mirror to the
+shadow Service.
+
 With `spec.serving.autoscaling` a HorizontalPodAutoscaler goes with the Deployment, which then
 carries no replica count: the autoscaler owns it. Without it, an autoscaler this resource made
 earlier is deleted and the Deployment's fixed count is applied again.
@@ -21,6 +26,7 @@ from optimodel.reconcile.observed import AutoscalerObservation, Observed
 from optimodel.reconcile.retry import Retry, decide_retry
 from optimodel.report import GateResult, Report
 from optimodel.resources import (
+    SHADOW,
     PodDefaults,
     ServedArtifact,
     build_autoscaler,
@@ -28,6 +34,8 @@ from optimodel.resources import (
     build_job,
     build_replicas_handover,
     build_service,
+    build_shadow_deployment,
+    shadow_replicas,
 )
 from optimodel.spec import OptimizedModelSpec
 
@@ -39,6 +47,8 @@ class Desired:
     service: dict[str, Any] | None = None
     autoscaler: dict[str, Any] | None = None  # applied after the Deployment it scales
     replicas_handover: dict[str, Any] | None = None  # applied before the Deployment: see below
+    shadow_deployment: dict[str, Any] | None = None  # the candidate's pods, or them scaled to zero
+    shadow_service: dict[str, Any] | None = None  # what the serving pods mirror to
     stale_autoscaler: AutoscalerObservation | None = None  # this resource's autoscaler, no longer wanted
     served: ServedArtifact | None = None
     rollout: bool = False  # the served model changes: a new rollout starts
@@ -99,6 +109,18 @@ def _replicas_handover(observed: Observed, spec: OptimizedModelSpec) -> dict[str
     return build_replicas_handover(observed.owner, replicas)
 
 
+def _shadow_deployment(observed: Observed, defaults: PodDefaults) -> dict[str, Any] | None:
+    """The candidate's pods while its analysis runs; afterwards the same Deployment scaled to zero."""
+    spec, analysis, report, found = observed.spec, observed.analysis, observed.result, observed.shadow
+    assert spec is not None
+    if analysis is not None and analysis.phase == r.ANALYZING and report is not None:
+        return build_shadow_deployment(spec, observed.owner, _candidate(report), defaults, shadow_replicas(spec))
+    ours = found is not None and found.controller_uid == observed.owner.uid
+    if found is not None and ours and found.served is not None and found.replicas > 0:
+        return build_shadow_deployment(spec, observed.owner, found.served, defaults, 0)
+    return None
+
+
 def desired_children(observed: Observed, defaults: PodDefaults) -> Desired:
     spec = observed.spec
     retry = decide_retry(observed)
@@ -108,8 +130,12 @@ def desired_children(observed: Observed, defaults: PodDefaults) -> Desired:
     stale = own_autoscaler(observed) if spec.serving.autoscaling is None else None
     before = observed.deployment.served if observed.deployment else None
     served = _candidate(observed.result) if observed.result and candidate_passed(observed) else before
+    analysis = observed.analysis
+    if analysis is not None and analysis.phase != r.ANALYSIS_PASSED:
+        served = before  # judged on mirrored traffic first; a failed candidate never serves
     if served is None:
         return Desired(job=job, retry=retry, stale_autoscaler=stale)
+    shadowing = spec.rollout.shadow is not None
     autoscaled = spec.serving.autoscaling is not None
     return Desired(
         job=job,
@@ -118,6 +144,8 @@ def desired_children(observed: Observed, defaults: PodDefaults) -> Desired:
         autoscaler=build_autoscaler(spec, observed.owner) if autoscaled else None,
         replicas_handover=_replicas_handover(observed, spec),
         stale_autoscaler=stale,
+        shadow_deployment=_shadow_deployment(observed, defaults),
+        shadow_service=build_service(spec, observed.owner, SHADOW) if shadowing else None,
         served=served,
         rollout=before is None or before.sha256 != served.sha256,
         retry=retry,

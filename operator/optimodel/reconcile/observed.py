@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from optimodel.reconcile.status import OptimizedModelStatus
+from optimodel.reconcile.analysis import Figures
+from optimodel.reconcile.status import AnalysisStatus, OptimizedModelStatus
 from optimodel.report import Report
 from optimodel.resources import Owner, ServedArtifact
 from optimodel.spec import OptimizedModelSpec
@@ -137,3 +138,6 @@ class Observed:
     autoscaler: AutoscalerObservation | None = None
     previous: OptimizedModelStatus | None = None
     retry_requested: str | None = None  # the resource's optimodel.io/retry-requested-at annotation
+    shadow: DeploymentObservation | None = None  # the shadow candidate's Deployment (strategy shadow)
+    figures: Figures | None = None  # the serving pods' mirrored-traffic figures for the candidate
+    analysis: AnalysisStatus | None = None  # the shadow analysis as judged at this reconcile (`shadow.analyze`)

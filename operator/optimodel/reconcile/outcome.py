@@ -53,6 +53,7 @@ WARNING_REASONS = frozenset(
         r.GATES_FAILED_REASON,
         r.NO_CANDIDATE,
         r.ROLLOUT_STALLED,
+        r.SHADOW_FAILED,
     }
 )
 EVENT_CONDITIONS = (r.OPTIMIZED, r.GATES_PASSED, r.READY)
@@ -261,6 +262,24 @@ def _ready(
         )
     assert report is not None and report.artifact is not None
     sha = report.artifact.sha256
+    analysis = observed.analysis
+    if analysis is not None and analysis.phase == r.ANALYZING:
+        return _Progress(
+            False,
+            r.SHADOW_ANALYZING,
+            f"shadow analysis of {_short(sha)} on mirrored live traffic: {analysis.message}{serving}",
+            r.ANALYZING,
+            retry=True,  # look again soon: the figures grow with the traffic
+        )
+    if analysis is not None and analysis.phase == r.ANALYSIS_FAILED:
+        return _Progress(
+            False,
+            r.SHADOW_FAILED,
+            f"the shadow analysis stopped {_short(sha)}: {analysis.message}{serving}; change the spec "
+            "for a new candidate",
+            r.ANALYSIS_FAILED_PHASE,
+            stalled=True,
+        )
     if deployment is None or deployment.served is None or deployment.served.sha256 != sha:
         return _Progress(False, r.ROLLOUT_STARTED, f"rolling out {_short(sha)}{serving}", r.ROLLING_OUT)
     if deployment.progress_deadline_exceeded and not deployment.rolled_out:
@@ -311,6 +330,20 @@ def _events(before: list[Condition], after: list[Condition]) -> list[Event]:
     return events
 
 
+def _verdict_event(observed: Observed) -> list[Event]:
+    """An Event when a shadow analysis passed at this reconcile (a failure is the Ready transition's)."""
+    analysis, previous = observed.analysis, observed.previous.analysis if observed.previous else None
+    if analysis is None or analysis.phase != r.ANALYSIS_PASSED or previous == analysis:
+        return []
+    return [
+        Event(
+            "Normal",
+            r.SHADOW_PASSED,
+            f"promoting {_short(analysis.candidate_sha256)} after its shadow analysis: {analysis.message}",
+        )
+    ]
+
+
 def compute_outcome(observed: Observed, now: str) -> Outcome:
     """Status and Events for what was observed; `now` is RFC 3339, passed in to keep this pure."""
     passed = candidate_passed(observed)
@@ -347,6 +380,7 @@ def compute_outcome(observed: Observed, now: str) -> Outcome:
         gates=[GateRow.of(g) for g in results],
         gates_summary=f"{sum(g.passed for g in results)}/{len(results)}" if report else None,
         serving=_serving(observed, observed.deployment),
+        analysis=observed.analysis,
         last_handled_retry_at=handled_retry(observed),
         failed_job=failure_record(observed),
         results=_used_results(observed),
@@ -355,5 +389,8 @@ def compute_outcome(observed: Observed, now: str) -> Outcome:
     permanent = progress.message if progress.reason == r.INVALID_SPEC else None
     retry = RETRY_SECONDS if ready.retry else None
     return Outcome(
-        status=status, events=_events(previous, conditions), retry_after=retry, permanent=permanent
+        status=status,
+        events=_events(previous, conditions) + _verdict_event(observed),
+        retry_after=retry,
+        permanent=permanent,
     )

@@ -15,6 +15,12 @@ GATES_FAILED: Final = "GatesFailed"
 ROLLING_OUT: Final = "RollingOut"
 READY_PHASE: Final = "Ready"
 FAILED: Final = "Failed"
+ANALYZING: Final = "Analyzing"  # a shadow candidate is being judged on mirrored live traffic
+ANALYSIS_FAILED_PHASE: Final = "AnalysisFailed"  # the shadow analysis stopped the candidate
+
+# `status.analysis.phase`: Analyzing, then one of these verdicts.
+ANALYSIS_PASSED: Final = "Passed"
+ANALYSIS_FAILED: Final = "Failed"
 
 # Condition types: adjectives or past tense.
 OPTIMIZED: Final = "Optimized"
@@ -63,6 +69,9 @@ SCALED_TO_ZERO: Final = "ScaledToZero"
 AVAILABLE: Final = "Available"
 SERVING_PREVIOUS: Final = "ServingPrevious"
 NOTHING_SERVED: Final = "NothingServed"
+SHADOW_ANALYZING: Final = "ShadowAnalyzing"
+SHADOW_PASSED: Final = "ShadowAnalysisPassed"  # Event: the candidate is promoted
+SHADOW_FAILED: Final = "ShadowAnalysisFailed"
 RECONCILED: Final = "Reconciled"
 PROGRESSING: Final = "Progressing"
 

@@ -74,6 +74,27 @@ class ServingStatus(Wire):
         None, description="The HorizontalPodAutoscaler that sets replicas (spec.serving.autoscaling).")
 
 
+class AnalysisStatus(Wire):
+    """A shadow analysis (spec.rollout.strategy shadow): live figures while it runs, then its verdict."""
+
+    candidate_sha256: str = Field(description="SHA-256 of the candidate under analysis.")
+    phase: str = Field(description="Analyzing, Passed (promoted) or Failed (stopped; the served model stays).")
+    started_at: str = Field(description="When the analysis of this candidate started (RFC 3339).")
+    finished_at: str | None = Field(None, description="When the verdict was reached.")
+    message: str = Field("", description="The figures and, on failure, every threshold that broke.")
+    requests: int = Field(0, description="Mirrored requests sent to the candidate (answered or failed).")
+    errors: int = Field(0, description="Mirrored requests the candidate failed.")
+    error_rate: float | None = Field(None, description="errors / requests.")
+    agreement: float | None = Field(
+        None, description="Classification: fraction of mirrored rows with the serving model's top-1 class.")
+    mean_absolute_difference: float | None = Field(
+        None, description="Regression: mean |serving - candidate| over the mirrored outputs.")
+    serving_p95_ms: float | None = Field(None, description="p95 inference time of the serving model, ms.")
+    candidate_p95_ms: float | None = Field(None, description="p95 inference time of the candidate, ms.")
+    p95_latency_ratio: float | None = Field(None, description="candidateP95Ms / servingP95Ms.")
+    pods: int = Field(0, description="Serving pods whose figures were read at the last look.")
+
+
 class UsedResult(Wire):
     artifacts_uri: str = Field(description="spec.artifacts.uri when it was used: the prefix it lives under.")
     recipe_key: str = Field(description="The recipe whose pointer (<artifacts.uri>/recipes/<key>.json) names it.")
@@ -112,6 +133,8 @@ class OptimizedModelStatus(Wire):
     gates: list[GateRow] = Field(default_factory=list, description="Every gate of the spec with its verdict.")
     gates_summary: str | None = Field(None, description="Passed gates / gates, e.g. 3/3.")
     serving: ServingStatus | None = Field(None, description="What the serving Deployment serves.")
+    analysis: AnalysisStatus | None = Field(
+        None, description="The shadow analysis of the current candidate (spec.rollout.strategy shadow).")
     last_handled_retry_at: str | None = Field(
         None,
         description="The last value of the annotation optimodel.io/retry-requested-at the operator handled: "

@@ -6,7 +6,7 @@ app.kubernetes.io/instance=NAME` finds them and deleting the OptimizedModel dele
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from optimodel.spec import API_GROUP, API_VERSION, KIND
@@ -32,6 +32,20 @@ class Owner:
     uid: str
 
 
+# Resources of the pods the operator creates, for what the spec leaves out, unless the operator's
+# settings give others (OPTIMODEL_JOB_RESOURCES, OPTIMODEL_SERVE_RESOURCES): enough for the digits
+# example (an optimization Job of digits-wide peaks at 1.2 GiB; a serving process with its model is
+# about 100 MiB). No CPU limit: throttling would only slow the work down.
+JOB_RESOURCES: Final[dict[str, dict[str, int | str]]] = {
+    "requests": {"cpu": "500m", "memory": "1Gi"},
+    "limits": {"memory": "3Gi"},
+}
+SERVE_RESOURCES: Final[dict[str, dict[str, int | str]]] = {
+    "requests": {"cpu": "100m", "memory": "128Mi"},
+    "limits": {"memory": "1Gi"},
+}
+
+
 @dataclass(frozen=True)
 class PodDefaults:
     """Operator-wide settings of the pods it creates (from `OPTIMODEL_*` at startup)."""
@@ -41,6 +55,8 @@ class PodDefaults:
     image_pull_policy: str = "IfNotPresent"
     run_as_user: int | None = 65532
     job_ttl_seconds: int = 86_400
+    job_resources: dict[str, dict[str, int | str]] = field(default_factory=lambda: JOB_RESOURCES)
+    serve_resources: dict[str, dict[str, int | str]] = field(default_factory=lambda: SERVE_RESOURCES)
 
 
 def labels(owner: Owner, component: str) -> dict[str, str]:
@@ -65,6 +81,12 @@ def job_name(owner: Owner, recipe_key: str, attempt: int = 1) -> str:
 def serving_name(owner: Owner) -> str:
     """Stable, so that a new model rolls the pods of one Deployment instead of replacing it."""
     return f"{owner.name}-serving"
+
+
+def shadow_name(owner: Owner) -> str:
+    """The shadow candidate's Deployment and Service (spec.rollout.strategy shadow); no longer than
+    the serving name, so every valid resource name fits."""
+    return f"{owner.name}-shadow"
 
 
 def metadata(
@@ -127,19 +149,6 @@ def container_security() -> dict[str, Any]:
         "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }
-
-
-# Resources of the pods the operator creates, for what the spec leaves out: enough for the digits
-# example (an optimization Job of digits-wide peaks at 1.2 GiB; a serving process with its model is
-# about 100 MiB). No CPU limit: throttling would only slow the work down.
-JOB_RESOURCES: Final[dict[str, dict[str, int | str]]] = {
-    "requests": {"cpu": "500m", "memory": "1Gi"},
-    "limits": {"memory": "3Gi"},
-}
-SERVE_RESOURCES: Final[dict[str, dict[str, int | str]]] = {
-    "requests": {"cpu": "100m", "memory": "128Mi"},
-    "limits": {"memory": "1Gi"},
-}
 
 
 def resources(

@@ -14,7 +14,6 @@ from typing import Any
 
 from optimodel.resources.common import (
     ATTEMPT_ANNOTATION,
-    JOB_RESOURCES,
     RECIPE_KEY_ANNOTATION,
     RETRY_ANNOTATION,
     SCRATCH,
@@ -70,7 +69,7 @@ def build_job(
         "imagePullPolicy": defaults.image_pull_policy,
         "command": ["optimodel", "job"],
         "env": env,
-        "resources": resources(spec.job.resources, JOB_RESOURCES),
+        "resources": resources(spec.job.resources, defaults.job_resources),
         "securityContext": container_security(),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",

@@ -23,7 +23,6 @@ from optimodel.resources.common import (
     ARTIFACT_URI_ANNOTATION,
     CONTENT_KEY_ANNOTATION,
     SCRATCH,
-    SERVE_RESOURCES,
     Owner,
     PodDefaults,
     container_security,
@@ -34,10 +33,12 @@ from optimodel.resources.common import (
     resources,
     scratch_env,
     serving_name,
+    shadow_name,
 )
-from optimodel.spec import OptimizedModelSpec
+from optimodel.spec import Metric, OptimizedModelSpec
 
 CONTAINER = "serve"
+SERVING, SHADOW = "serving", "shadow"  # the `app.kubernetes.io/component` of each Deployment's pods
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 PRESTOP_SLEEP_SECONDS = 5  # endpoint removal reaching kube-proxy on every node
@@ -112,6 +113,27 @@ def serve_args(spec: OptimizedModelSpec, name: str, artifact: ServedArtifact) ->
     return args
 
 
+def mirror_args(spec: OptimizedModelSpec, owner: Owner) -> list[str]:
+    """strategy shadow: the serving pods copy live requests to the shadow Service and compare.
+
+    Always there under strategy shadow, candidate or not (a Service without endpoints refuses at
+    once, and those failures are labelled with no candidate): so starting and stopping a candidate
+    never changes the serving pods' template, which would roll them.
+    """
+    rollout = spec.rollout
+    if rollout.shadow is None:
+        return []
+    compare = "classes" if Metric(spec.evaluation.metric).higher_is_better else "values"
+    return [
+        "--mirror-url",
+        serving_url(owner, spec.serving.port, shadow_name(owner)),
+        "--mirror-percent",
+        str(rollout.mirror_percent),
+        "--mirror-compare",
+        compare,
+    ]
+
+
 def scrape_annotations(port: int) -> dict[str, str]:
     """The annotations Prometheus' annotation-based pod discovery reads (each pod answers `/metrics`)."""
     return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
@@ -124,26 +146,55 @@ def _probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:
 def build_deployment(
     spec: OptimizedModelSpec, owner: Owner, artifact: ServedArtifact, defaults: PodDefaults
 ) -> dict[str, Any]:
-    name = serving_name(owner)
-    meta = metadata(owner, name, "serving")
+    """The serving pods: behind the Service, mirroring to a shadow candidate under strategy shadow."""
+    args = serve_args(spec, owner.name, artifact) + mirror_args(spec, owner)
+    return _deployment(spec, owner, artifact, defaults, SERVING, args, spec.serving.fixed_replicas)
+
+
+def shadow_replicas(spec: OptimizedModelSpec) -> int:
+    """As many candidate pods as serving ones (at least one), so mirrored load is spread alike."""
+    autoscaling = spec.serving.autoscaling
+    replicas = autoscaling.min_replicas if autoscaling is not None else spec.serving.fixed_replicas
+    return max(1, replicas or 0)
+
+
+def build_shadow_deployment(
+    spec: OptimizedModelSpec, owner: Owner, artifact: ServedArtifact, defaults: PodDefaults, replicas: int
+) -> dict[str, Any]:
+    """The candidate's pods during a shadow analysis, outside the Service's selector (their own
+    component label); scaled to 0 once the verdict is in."""
+    args = serve_args(spec, owner.name, artifact)
+    return _deployment(spec, owner, artifact, defaults, SHADOW, args, replicas)
+
+
+def _deployment(
+    spec: OptimizedModelSpec,
+    owner: Owner,
+    artifact: ServedArtifact,
+    defaults: PodDefaults,
+    component: str,
+    args: list[str],
+    replicas: int | None,
+) -> dict[str, Any]:
+    name = serving_name(owner) if component == SERVING else shadow_name(owner)
+    meta = metadata(owner, name, component)
     port = spec.serving.port
     container = {
         "name": CONTAINER,
         "image": spec.serving.image or defaults.serve_image,
         "imagePullPolicy": defaults.image_pull_policy,
         "command": ["optimodel", "serve"],
-        "args": serve_args(spec, owner.name, artifact),
+        "args": args,
         "env": [*scratch_env(), *credential_env(spec.artifacts.s3.serving_credentials_secret)],
         "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
         "readinessProbe": _probe(READY_PATH, port, period=2, failures=3),
         "livenessProbe": _probe(LIVE_PATH, port, period=10, failures=3),
         "startupProbe": _probe(LIVE_PATH, port, period=2, failures=150),
         "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SLEEP_SECONDS}}},
-        "resources": resources(spec.serving.resources, SERVE_RESOURCES),
+        "resources": resources(spec.serving.resources, defaults.serve_resources),
         "securityContext": container_security(),
         "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH}],
     }
-    replicas = spec.serving.fixed_replicas
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -152,7 +203,7 @@ def build_deployment(
             # Left out under autoscaling: the HorizontalPodAutoscaler owns the count (server-side apply).
             **({} if replicas is None else {"replicas": replicas}),
             "revisionHistoryLimit": 3,
-            "selector": {"matchLabels": labels(owner, "serving")},
+            "selector": {"matchLabels": labels(owner, component)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {
@@ -187,20 +238,21 @@ def build_replicas_handover(owner: Owner, replicas: int) -> dict[str, Any]:
     }
 
 
-def serving_url(owner: Owner, port: int) -> str:
+def serving_url(owner: Owner, port: int, service: str | None = None) -> str:
     """Where clients in the cluster reach the model: the Service's DNS name and port."""
-    return f"http://{serving_name(owner)}.{owner.namespace}.svc:{port}"
+    return f"http://{service or serving_name(owner)}.{owner.namespace}.svc:{port}"
 
 
-def build_service(spec: OptimizedModelSpec, owner: Owner) -> dict[str, Any]:
-    name = serving_name(owner)
+def build_service(spec: OptimizedModelSpec, owner: Owner, component: str = SERVING) -> dict[str, Any]:
+    """The Service of the serving pods, or (strategy shadow) the one the serving pods mirror to."""
+    name = serving_name(owner) if component == SERVING else shadow_name(owner)
     port = spec.serving.port
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(owner, name, "serving"),
+        "metadata": metadata(owner, name, component),
         "spec": {
-            "selector": labels(owner, "serving"),
+            "selector": labels(owner, component),
             "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
         },
     }

@@ -51,6 +51,7 @@ from optimodel.serve.errors import (
 )
 from optimodel.serve.intake import Intake
 from optimodel.serve.metrics import CONTENT_TYPE, Metrics
+from optimodel.serve.mirror import MODEL_SHA256_HEADER, Mirror, MirrorSettings
 from optimodel.serve.pool import Batcher, InterpreterPool
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ class ServerSettings:
     max_in_flight: int = 64  # inference requests per process; more get 429
     read_timeout_seconds: float = 30.0  # for a request body to arrive
     keepalive_timeout_seconds: float = 30.0  # idle keep-alive connections close after this
+    mirror: MirrorSettings | None = None  # copy sampled requests to a shadow candidate and compare
 
     @property
     def shutdown_seconds(self) -> float:
@@ -128,7 +130,9 @@ class InFlight:
 PROBE_ROUTES = ("/health/live", "/health/ready", "/ready")
 
 
-def _middleware(metrics: Metrics, in_flight: InFlight, plane: DataPlane, max_in_flight: int) -> Middleware:
+def _middleware(
+    metrics: Metrics, in_flight: InFlight, plane: DataPlane, max_in_flight: int, sha256: str | None
+) -> Middleware:
     # prometheus' `labels()` takes a lock and builds a key per call: keep the children per label set
     latency: dict[tuple[str, str], Any] = {}
     answered: dict[tuple[str, str, int], Any] = {}
@@ -177,6 +181,8 @@ def _middleware(metrics: Metrics, in_flight: InFlight, plane: DataPlane, max_in_
             metrics.in_flight.dec()
             in_flight.leave()
         count(protocol, route, response.status, time.perf_counter() - started)
+        if sha256:  # which model answered: a shadow mirror labels its figures with it
+            response.headers[MODEL_SHA256_HEADER] = sha256
         if plane.state.phase == "DRAINING":
             response.force_close()  # `Connection: close`: the client's next request opens a new connection
         return response
@@ -187,7 +193,7 @@ def _middleware(metrics: Metrics, in_flight: InFlight, plane: DataPlane, max_in_
 def build_app(
     settings: ServerSettings, plane: DataPlane, metrics: Metrics, in_flight: InFlight, intake: Intake
 ) -> web.Application:
-    middleware = _middleware(metrics, in_flight, plane, settings.max_in_flight)
+    middleware = _middleware(metrics, in_flight, plane, settings.max_in_flight, settings.load.sha256)
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[middleware])
 
     async def render_metrics(_: web.Request) -> web.Response:
@@ -295,6 +301,11 @@ async def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         loading = asyncio.create_task(_load(settings, plane, metrics, holder, in_flight, before_ready))
+        mirror = Mirror(settings.mirror, settings.name, metrics) if settings.mirror else None
+        if mirror is not None:
+            mirror.start()
+            plane.observer = mirror.offer
+            log.info("mirroring %d%% of inference requests to %s", mirror.settings.percent, mirror.endpoint)
         await stop.wait()
         plane.drain()
         metrics.ready.set(0)
@@ -307,6 +318,8 @@ async def serve(
             await asyncio.sleep(settings.drain_delay_seconds)  # the product's delay, not a test wait
         log.info("closing the listener; draining requests in flight (up to %.0f s)", settings.drain_seconds)
         await _drain(runner, in_flight, settings.drain_seconds)
+        if mirror is not None:
+            await mirror.close()
         await holder.close()
         intake.close()
     finally:

@@ -46,6 +46,19 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _percent(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a percentage from 1 to 100")
+    return value
+
+
+def _compare(text: str) -> str:
+    if text not in ("classes", "values"):
+        raise argparse.ArgumentTypeError(f"{text!r} is neither classes nor values")
+    return text
+
+
 def _sha256(text: str) -> str:
     if not _SHA256.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a sha256 hex digest (64 hex digits)")
@@ -188,6 +201,45 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         parser, "--s3-addressing-style", "OPTIMODEL_S3_ADDRESSING_STYLE", "path", help="path, virtual or auto"
     )
     _flag(parser, "--s3-ca-bundle", "OPTIMODEL_S3_CA_BUNDLE", help="PEM CA bundle of a private endpoint")
+    _flag(
+        parser,
+        "--mirror-url",
+        "OPTIMODEL_MIRROR_URL",
+        help="base URL of a shadow candidate server: sampled inference requests are copied to it after "
+        "their answer, its answers compared and the figures exported in /metrics (optimodel_shadow_*)",
+    )
+    _flag(
+        parser,
+        "--mirror-percent",
+        "OPTIMODEL_MIRROR_PERCENT",
+        100,
+        _percent,
+        help="percent of inference requests copied to --mirror-url",
+    )
+    _flag(
+        parser,
+        "--mirror-compare",
+        "OPTIMODEL_MIRROR_COMPARE",
+        "classes",
+        _compare,
+        help="classes: top-1 agreement of the first output; values: mean absolute difference of every output",
+    )
+    _flag(
+        parser,
+        "--mirror-timeout-seconds",
+        "OPTIMODEL_MIRROR_TIMEOUT_SECONDS",
+        5.0,
+        _non_negative,
+        help="a mirrored request the candidate has not answered in this time counts as its error",
+    )
+    _flag(
+        parser,
+        "--mirror-pause-seconds",
+        "OPTIMODEL_MIRROR_PAUSE_SECONDS",
+        1.0,
+        _non_negative,
+        help="after the candidate could not be reached, how long no request is copied",
+    )
     _flag(parser, "--log-level", "OPTIMODEL_LOG_LEVEL", "INFO", help="DEBUG, INFO, WARNING or ERROR")
     parser.set_defaults(handler=run)
     return parser
@@ -197,6 +249,7 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
     """The typed settings; a bad value here is a usage error."""
     from optimodel.serve.app import ServerSettings
     from optimodel.serve.loader import LoadSettings
+    from optimodel.serve.mirror import MirrorSettings
 
     s3 = S3Settings(
         credentials_secret=None,
@@ -219,6 +272,17 @@ def settings_from(args: argparse.Namespace) -> ServerSettings:
         read_timeout_seconds=args.read_timeout_seconds,
         keepalive_timeout_seconds=args.keepalive_timeout_seconds,
         workers=args.workers,
+        mirror=(
+            MirrorSettings(
+                url=args.mirror_url,
+                percent=args.mirror_percent,
+                compare=args.mirror_compare,
+                timeout_seconds=args.mirror_timeout_seconds,
+                pause_seconds=args.mirror_pause_seconds,
+            )
+            if args.mirror_url
+            else None
+        ),
         load=LoadSettings(
             uri=args.model,
             sha256=args.sha256,

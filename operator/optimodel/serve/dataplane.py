@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +22,10 @@ from optimodel.serve.pool import Arrays, Batcher
 
 VERSION = "1"  # one artifact per server; the operator rolls out a new Deployment for a new one
 MAX_REQUEST_ROWS = 1024  # default rows per request: the interpreter's tensors grow with the batch
+
+# Told of every answered inference (inputs in the signature's order, outputs, seconds spent in
+# `infer`): a shadow mirror.
+Observer = Callable[[Arrays, Arrays, float], None]
 
 
 @dataclass
@@ -96,6 +102,7 @@ class DataPlane:
         self.state = ModelState()
         self._signature: Signature | None = None
         self._batcher: Batcher | None = None
+        self.observer: Observer | None = None  # must not block: it runs before the client's answer is sent
 
     def attach(self, signature: Signature, batcher: Batcher) -> None:
         self._signature, self._batcher = signature, batcher
@@ -183,4 +190,9 @@ class DataPlane:
             raise PayloadTooLarge(
                 f"{rows} rows exceed the limit of {self.max_rows} per request: split the batch"
             )
-        return await self._batcher.run(arrays, rows)
+        started = time.perf_counter()
+        outputs = await self._batcher.run(arrays, rows)
+        if self.observer is not None:
+            ordered = {spec.name: arrays[spec.name] for spec in signature.inputs}  # the signature's order
+            self.observer(ordered, outputs, time.perf_counter() - started)
+        return outputs

@@ -10,6 +10,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Inference times of the serving model and a shadow candidate, from 50 us up: a tiny model answers in
+# a tenth of a millisecond, and the p95 ratio of the analysis is read from these buckets.
+SHADOW_BUCKETS = tuple(round(0.00005 * 1.25**k, 7) for k in range(45))
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -57,6 +60,40 @@ class Metrics:
             "1 when the model is loaded, verified and warmed up.",
             registry=self.registry,
         )
+
+        self._shadow()
+
+    def _shadow(self) -> None:
+        """The figures of a shadow analysis (`mirror`), labelled with the candidate's sha256."""
+        candidate = ["candidate"]
+        self.shadow_requests = Counter(
+            "optimodel_shadow_requests", "Mirrored requests the candidate answered usably.",
+            candidate, registry=self.registry)
+        self.shadow_errors = Counter(
+            "optimodel_shadow_errors",
+            "Mirrored requests the candidate failed: error status, timeout, unusable answer.",
+            candidate, registry=self.registry)
+        self.shadow_compared = Counter(
+            "optimodel_shadow_compared",
+            "Rows (classes) or output values (values) compared between the two models.",
+            candidate, registry=self.registry)
+        self.shadow_agreeing = Counter(
+            "optimodel_shadow_agreeing", "Compared rows whose top-1 class is the same for both models.",
+            candidate, registry=self.registry)
+        self.shadow_difference = Counter(
+            "optimodel_shadow_absolute_difference", "Sum of |serving - candidate| over compared values.",
+            candidate, registry=self.registry)
+        self.shadow_serving_seconds = Histogram(
+            "optimodel_shadow_serving_inference_seconds",
+            "Inference time of the serving model on the requests that were mirrored.",
+            candidate, buckets=SHADOW_BUCKETS, registry=self.registry)
+        self.shadow_candidate_seconds = Histogram(
+            "optimodel_shadow_candidate_inference_seconds",
+            "Inference time the candidate reported for the mirrored requests.",
+            candidate, buckets=SHADOW_BUCKETS, registry=self.registry)
+        self.shadow_dropped = Counter(
+            "optimodel_shadow_dropped", "Requests not mirrored because the mirror's queue was full.",
+            registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -8,6 +8,7 @@ flat or nested data) to arrays and back. Errors are raised; the app's middleware
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from optimodel import __version__
 from optimodel.serve.dataplane import VERSION, DataPlane, decode_json, encode_json, to_array
 from optimodel.serve.errors import InvalidInput, ModelNotReady
 from optimodel.serve.intake import Intake
+from optimodel.serve.mirror import INFERENCE_SECONDS_HEADER
 from optimodel.serve.model import TensorSpec
 from optimodel.serve.pool import Arrays
 
@@ -207,7 +209,12 @@ def routes(plane: DataPlane, intake: Intake) -> list[web.RouteDef]:
     async def infer(request: web.Request) -> web.Response:
         check(request)
         parsed, arrays = await intake.decode(request, lambda body: _decode(body, plane))
-        return _response(plane, parsed, await plane.infer(arrays))
+        started = time.perf_counter()
+        outputs = await plane.infer(arrays)
+        response = _response(plane, parsed, outputs)
+        # What a shadow mirror compares with the serving model's own time: inference only, no network.
+        response.headers[INFERENCE_SECONDS_HEADER] = f"{time.perf_counter() - started:.6f}"
+        return response
 
     return [
         web.get("/v2", server_metadata),

@@ -1,0 +1,96 @@
+"""Where the shadow analysis of the current candidate stands. Pure layer.
+
+Strategy shadow: a candidate that passed its gates does not replace the served model at once. Its
+pods start beside the serving ones (their own Deployment, outside the Service), the serving pods
+mirror live requests to it, and this module turns what the controller read from their /metrics
+into the analysis status: Analyzing, then Passed (the candidate is promoted: it becomes the served
+model) or Failed (its pods are scaled to zero, the served model stays). A verdict is final for that
+candidate: later reconciles keep it rather than judging again on newer figures.
+
+Nothing is mirrored while nothing is served: the first model of a resource rolls out directly.
+"""
+
+from __future__ import annotations
+
+from optimodel.reconcile import reasons as r
+from optimodel.reconcile.analysis import Figures, elapsed_seconds, judge
+from optimodel.reconcile.desired import candidate_passed
+from optimodel.reconcile.observed import Observed
+from optimodel.reconcile.status import AnalysisStatus
+from optimodel.spec import Metric
+
+
+def shadow_candidate(observed: Observed) -> str | None:
+    """The sha256 of a candidate that goes through a shadow analysis (running or decided), if any."""
+    spec, report, deployment = observed.spec, observed.result, observed.deployment
+    if spec is None or spec.rollout.shadow is None or report is None or report.artifact is None:
+        return None
+    if deployment is None or deployment.served is None or not candidate_passed(observed):
+        return None
+    return report.artifact.sha256
+
+
+def figures_wanted(observed: Observed) -> str | None:
+    """The candidate whose figures the controller should read: its pods run it and the analysis is open."""
+    sha, shadow, deployment = shadow_candidate(observed), observed.shadow, observed.deployment
+    if sha is None or shadow is None or shadow.served is None or shadow.served.sha256 != sha:
+        return None
+    if not shadow.rolled_out or shadow.replicas == 0 or deployment is None or deployment.served is None:
+        return None
+    previous = observed.previous.analysis if observed.previous else None
+    decided = previous is not None and previous.candidate_sha256 == sha and previous.phase != r.ANALYZING
+    return None if decided or sha == deployment.served.sha256 else sha
+
+
+def _rounded(value: float | None, digits: int = 6) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _with_figures(status: AnalysisStatus, figures: Figures, higher_is_better: bool) -> AnalysisStatus:
+    """The figures of the metric's kind: agreement for classes, mean absolute difference for values."""
+    ms = 1000.0
+    return _update(
+        status,
+        requests=int(figures.total),
+        errors=int(figures.errors),
+        error_rate=_rounded(figures.error_rate),
+        agreement=_rounded(figures.agreement) if higher_is_better else None,
+        mean_absolute_difference=None if higher_is_better else _rounded(figures.mean_absolute_difference),
+        serving_p95_ms=_rounded(figures.serving_p95 * ms if figures.serving_p95 is not None else None, 4),
+        candidate_p95_ms=_rounded(figures.candidate_p95 * ms if figures.candidate_p95 is not None else None, 4),
+        p95_latency_ratio=_rounded(figures.latency_ratio, 3),
+        pods=figures.pods,
+    )
+
+
+def _update(status: AnalysisStatus, **fields: object) -> AnalysisStatus:
+    return status.model_copy(update=fields)
+
+
+def analyze(observed: Observed, now: str) -> AnalysisStatus | None:
+    """The analysis status after this look; None when no shadow analysis concerns the current spec."""
+    spec, sha = observed.spec, shadow_candidate(observed)
+    previous = observed.previous.analysis if observed.previous else None
+    same = previous if previous is not None and sha is not None and previous.candidate_sha256 == sha else None
+    if spec is None or sha is None:
+        return None
+    assert observed.deployment is not None and observed.deployment.served is not None
+    if same is not None and same.phase != r.ANALYZING:
+        return same  # decided: kept, with the figures it was decided on
+    if observed.deployment.served.sha256 == sha:
+        return None  # served already (promoted before this strategy, or the same model again)
+    analysis = spec.rollout.shadow
+    assert analysis is not None
+    started = same.started_at if same is not None else now
+    status = same or AnalysisStatus(candidate_sha256=sha, phase=r.ANALYZING, started_at=started)
+    figures = observed.figures
+    higher = Metric(spec.evaluation.metric).higher_is_better
+    if figures is not None:
+        status = _with_figures(status, figures, higher)
+    verdict = judge(analysis, figures, elapsed_seconds(started, now), higher)
+    if verdict.verdict == "Running":
+        waiting = "" if figures is not None else "waiting for the candidate's pods; "
+        return _update(status, phase=r.ANALYZING, message=waiting + verdict.message)
+    phase = r.ANALYSIS_PASSED if verdict.verdict == "Passed" else r.ANALYSIS_FAILED
+    return _update(status, phase=phase, message=verdict.message, finished_at=now)
+

@@ -13,7 +13,7 @@ DEMO_DIR := .demo
 # and buildah (the images).
 HOST_PACKAGES := iproute2 iptables conntrack gcc pkg-config libseccomp-dev mmdebstrap buildah
 
-.PHONY: help venv k8s-bins host-tools images demo example-data test unit lint cluster cluster-down bench clean
+.PHONY: help venv k8s-bins host-tools images demo example-data test unit lint cluster cluster-down bench bench-quick clean
 
 help:
 	@echo "make demo          optimize the digits example locally (no cluster, no cloud)"
@@ -22,7 +22,8 @@ help:
 	@echo "make images        build the operator, optimizer and serve images (and import them into make cluster's node)"
 	@echo "make example-data  put the digits example's model and data in make cluster's object store, with its Secrets"
 	@echo "make cluster-down  stop it"
-	@echo "make bench         run the benchmarks and print their tables"
+	@echo "make bench         run every benchmark (about an hour), write bench/RESULTS.md, its charts and the README's figures"
+	@echo "make bench-quick   a few minutes' version into .dev/bench-quick/RESULTS.md"
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,7 +51,9 @@ host-tools:
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 # Builds whatever changed (a few seconds when nothing did) and imports it into a running `make cluster`.
-images: k8s-bins host-tools
+# Needs the node's binaries (CoreDNS and the object store are images too), not Kubernetes': a cold
+# `make -j3 test` builds the images while Kubernetes compiles.
+images: $(NODE_STAMP) host-tools
 	bash hack/build-images.sh
 	@if [ -x $(BIN)/optimodel ] && $(BIN)/optimodel cluster status --state-dir .dev >/dev/null 2>&1; then \
 	  $(BIN)/optimodel cluster import-images --state-dir .dev; fi
@@ -82,11 +85,22 @@ cluster: $(STAMP) k8s-bins images
 cluster-down: $(STAMP)
 	$(BIN)/optimodel cluster down --state-dir .dev
 
+# Each benchmark writes its figures as JSON; bench/results.py draws the page, the charts and the
+# README's figures from them. bench-quick measures less, into .dev/, leaving the committed ones be.
 bench: $(STAMP) k8s-bins images
-	$(BIN)/python bench/engine_bench.py
-	$(BIN)/python bench/serve_bench.py
-	$(BIN)/python bench/devcluster_bench.py
-	$(BIN)/python bench/operator_bench.py
+	$(BIN)/python bench/engine_bench.py --json bench/results/engine.json
+	$(BIN)/python bench/serve_bench.py --json bench/results/serve.json
+	$(BIN)/python bench/devcluster_bench.py --json bench/results/devcluster.json
+	$(BIN)/python bench/operator_bench.py --json bench/results/operator.json
+	$(BIN)/python bench/results.py --readme README.md
+
+QUICK := .dev/bench-quick
+bench-quick: $(STAMP) k8s-bins images
+	$(BIN)/python bench/engine_bench.py --models digits-wide --skip-prune --skip-search --rounds 2 --json $(QUICK)/results/engine.json
+	$(BIN)/python bench/serve_bench.py --models digits-wide --seconds 2 --rounds 1 --json $(QUICK)/results/serve.json
+	$(BIN)/python bench/devcluster_bench.py --pods 3 --json $(QUICK)/results/devcluster.json
+	$(BIN)/python bench/operator_bench.py --jobs 2 --fleet 20 --serving 5 --window 30 --json $(QUICK)/results/operator.json
+	$(BIN)/python bench/results.py --results $(QUICK)/results --page $(QUICK)/RESULTS.md
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -3,14 +3,17 @@ image store), pod creation to a running container, and a new Service answering o
 measured now; beside them the cold build times of the binaries, which this script does not measure
 but reads as hack/build-*.sh recorded them at build time (and labels them so).
 
-Run: `.venv/bin/python bench/devcluster_bench.py [--pods N]` (as root; needs `make k8s-bins images`).
+Run: `.venv/bin/python bench/devcluster_bench.py [--pods N] [--json bench/results/devcluster.json]`
+(as root; needs `make k8s-bins images`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,19 +21,21 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from optimodel.devcluster.controlplane import default_bin_dir
-from optimodel.devcluster.fixture import DevCluster, start_throwaway, stop
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.record
+
+from bench.record import recording  # noqa: E402
+from optimodel.devcluster.controlplane import default_bin_dir, default_images_dir  # noqa: E402
+from optimodel.devcluster.fixture import DevCluster, start_throwaway, stop  # noqa: E402
 
 CACHE = Path(
     os.environ.get("OPTIMODEL_CACHE", Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "optimodel")
 )
 
 
-def cold_build_seconds() -> str:
-    """Sum of the `build-seconds` files hack/build-*.sh leave next to each cached build (recorded
+def cold_build_seconds() -> dict[str, float]:
+    """The `build-seconds` files hack/build-*.sh leave next to each cached build, by build (recorded
     when that build ran, on whatever else the machine was doing then)."""
-    figures = [float(p.read_text()) for p in CACHE.glob("*/build-seconds")]
-    return f"{sum(figures):.0f} s ({len(figures)} builds)" if figures else "not recorded"
+    return {p.parent.name: float(p.read_text()) for p in sorted(CACHE.glob("*/build-seconds"))}
 
 
 def pod(name: str, image: str, command: list[str], **extra: Any) -> dict[str, Any]:
@@ -86,39 +91,43 @@ def service_answer_seconds(cluster: DevCluster, core: client.CoreV1Api, namespac
     raise RuntimeError("the Service did not answer within 30 s")
 
 
+def image_bytes(cluster: DevCluster) -> dict[str, int]:
+    """Size of each project image as `make images` saved it (an uncompressed docker-archive)."""
+    archives = default_images_dir()
+    return {role: (archives / (re.sub(r"[:/]", "_", ref) + ".tar")).stat().st_size
+            for role, ref in cluster.images.items()}
+
+
 def main() -> None:
-    """Print the figures as a table."""
+    """Measure, print the table and (with --json) write the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pods", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="write the figures here for bench/results.py")
     args = parser.parse_args()
-    started = time.monotonic()
-    cluster = start_throwaway()
-    warm = time.monotonic() - started
-    try:
-        api = cluster.api_client()
-        core = client.CoreV1Api(api)
-        core.create_namespace({"metadata": {"name": "bench"}})
-        while not core.list_namespaced_service_account("bench").items:
-            time.sleep(0.1)
-        times = [pod_start_seconds(core, "bench", i, cluster.images["serve"]) for i in range(args.pods)]
-        service = service_answer_seconds(cluster, core, "bench")
-    finally:
-        stop(cluster, remove_state=True)
-    # The cold build is not run here (it takes many minutes and would rebuild the cache): its figure
-    # is the one hack/build-k8s.sh wrote when it built, and the table says so rather than "measured".
-    rows = [
-        ("cold builds (etcd, helm, kube-*, node parts)", cold_build_seconds(), "recorded at build time", "-"),
-        ("warm cluster start (control plane, node, CoreDNS)", f"{warm:.1f} s", "measured now", "<= 30 s"),
-        (f"pod create -> Running (median of {len(times)})", f"{statistics.median(times):.2f} s", "measured now",
-         "<= 1 s"),
-        ("pod create -> Running (max)", f"{max(times):.2f} s", "measured now", "-"),
-        ("NodePort Service create -> first answer", f"{service:.2f} s", "measured now", "-"),
-    ]
-    width = max(len(r[0]) for r in rows)
-    print(f"{'figure':<{width}}  {'value':>22}  {'source':<22}  target")
-    for name, value, source, target in rows:
-        print(f"{name:<{width}}  {value:>22}  {source:<22}  {target}")
-    print(f"binaries: {default_bin_dir()}")
+    with recording(args.json, "devcluster", {"pods": args.pods}) as figures:
+        started = time.monotonic()
+        cluster = start_throwaway()
+        warm = time.monotonic() - started
+        try:
+            api = cluster.api_client()
+            core = client.CoreV1Api(api)
+            core.create_namespace({"metadata": {"name": "bench"}})
+            while not core.list_namespaced_service_account("bench").items:
+                time.sleep(0.1)
+            times = [pod_start_seconds(core, "bench", i, cluster.images["serve"]) for i in range(args.pods)]
+            service = service_answer_seconds(cluster, core, "bench")
+        finally:
+            stop(cluster, remove_state=True)
+        # The cold build is not run here (it takes many minutes and would rebuild the cache): its
+        # figure is the one hack/build-*.sh wrote when they built, and the page says so.
+        figures.update({"coldBuildSeconds": cold_build_seconds(), "warmStartSeconds": warm,
+                        "podStartSeconds": times, "serviceAnswerSeconds": service,
+                        "imageBytes": image_bytes(cluster)})
+    print(f"cold builds (recorded at build time): {figures['coldBuildSeconds']}")
+    print(f"warm cluster start (control plane, node, CoreDNS): {warm:.1f} s (target <= 30 s)")
+    print(f"pod create -> Running: median {statistics.median(times):.2f} s, max {max(times):.2f} s (target <= 1 s)")
+    print(f"NodePort Service create -> first answer: {service:.2f} s")
+    print(f"images: {figures['imageBytes']}; binaries: {default_bin_dir()}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ Each model is `bench/models/<name>-int8.tflite` when present, else one of the sa
 TensorFlow into bench/out/ (untrained weights: serving speed does not depend on them).
 The peer is installed by this script into bench/.venv-kserve from bench/serve_peer/requirements.txt.
 
-Run: `python bench/serve_bench.py [--seconds 8] [--rounds 3] [--models digits-wide mobilenet-v2]` with
-the project's dev environment (TensorFlow is needed only to build the models).
+Run: `python bench/serve_bench.py [--seconds 8] [--rounds 3] [--models digits-wide mobilenet-v2]
+[--json bench/results/serve.json]` with the project's dev environment (TensorFlow is needed only to build the models).
 """
 
 from __future__ import annotations
@@ -40,12 +40,19 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.record
+
+from bench.record import recording  # noqa: E402
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PEER_VENV = BENCH / ".venv-kserve"
 PEER_REQUIREMENTS = BENCH / "serve_peer" / "requirements.txt"
 INPUT_SHAPES = {"digits-wide": (8, 8, 1), "mobilenet-v2": (64, 64, 3)}
 CONCURRENCIES = (1, 8, 32)
+OPTIMODEL_FLAGS = ["--workers", "2", "--interpreters", "1", "--threads", "1", "--batch-wait-ms", "2",
+                   "--max-batch-size", "32"]
+KSERVE_FLAGS = ["--threads", "1", "--workers", "2"]
 
 _BUILD = r"""
 import os, sys
@@ -149,16 +156,7 @@ def start_optimodel(model: Path, name: str, port: int) -> subprocess.Popen[bytes
             "127.0.0.1",
             "--port",
             str(port),
-            "--workers",
-            "2",
-            "--interpreters",
-            "1",
-            "--threads",
-            "1",
-            "--batch-wait-ms",
-            "2",
-            "--max-batch-size",
-            "32",
+            *OPTIMODEL_FLAGS,
             "--log-level",
             "WARNING",
         ],
@@ -179,10 +177,7 @@ def start_kserve(python: Path, model: Path, name: str, port: int) -> subprocess.
             str(model),
             "--http_port",
             str(port),
-            "--threads",
-            "1",
-            "--workers",
-            "2",
+            *KSERVE_FLAGS,
             "--enable_latency_logging",
             "false",
             "--enable_grpc",
@@ -297,9 +292,8 @@ def table(results: Results) -> str:
     return "\n".join(lines)
 
 
-def bench_model(name: str, python: Path | None, rounds: int, seconds: float) -> Results:
+def bench_model(name: str, model: Path, python: Path | None, rounds: int, seconds: float) -> Results:
     """Both servers up on one model for the whole measurement, then stopped."""
-    model = model_path(name)
     print(f"{name}: {model} ({model.stat().st_size:,} bytes); {os.cpu_count()} CPUs", flush=True)
     processes = {"optimodel": start_optimodel(model, name, port := free_port())}
     ports = {"optimodel": port}
@@ -321,12 +315,23 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per level and round")
     parser.add_argument("--rounds", type=int, default=3, help="times each level is measured per server")
     parser.add_argument("--models", nargs="+", default=list(INPUT_SHAPES), choices=list(INPUT_SHAPES))
+    parser.add_argument("--json", type=Path, help="write the figures here for bench/results.py")
     args = parser.parse_args()
     python = peer_python()
-    results = {name: bench_model(name, python, args.rounds, args.seconds) for name in args.models}
-    for name, result in results.items():
-        print(f"\n{name}\n")
-        print(table(result))
+    settings = {"seconds": args.seconds, "rounds": args.rounds, "concurrencies": list(CONCURRENCIES),
+                "optimodel": OPTIMODEL_FLAGS, "kserve": KSERVE_FLAGS,
+                "peer": [line for line in PEER_REQUIREMENTS.read_text().splitlines()
+                         if line.startswith(("kserve==", "ai-edge-litert=="))]}
+    with recording(args.json, "serve", settings) as figures:
+        figures["models"] = []
+        for name in args.models:
+            model = model_path(name)
+            result = bench_model(name, model, python, args.rounds, args.seconds)
+            figures["models"].append({"model": name, "bytes": model.stat().st_size,
+                                      "servers": {label: {str(c): runs for c, runs in levels.items()}
+                                                  for label, levels in result.items()}})
+            print(f"\n{name}\n")
+            print(table(result))
     return 0
 
 

@@ -9,9 +9,9 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SRC="$REPO_ROOT/hack/argocd-health"
 CACHE_ROOT="${OPTIMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimodel}"
 mkdir -p "$CACHE_ROOT"
-# One build at a time on this machine: clones share the cache, and two builds of one binary at once
-# would each take both cores and collide in the cache.
-exec {build_lock}>"$CACHE_ROOT/.build.lock"
+# One build of these at a time on this machine: clones share the cache, and two builds of the same
+# binaries at once would collide in it. Other builds (another script's) run beside this one.
+exec {build_lock}>"$CACHE_ROOT/.build-argocd-health.lock"
 flock "$build_lock"
 LUA_VERSION="$(awk '$1 == "require" && $2 == "github.com/yuin/gopher-lua" {print $3}' "$SRC/go.mod")"
 DIGEST="$(cat "$SRC/go.mod" "$SRC/go.sum" "$SRC/main.go" | sha256sum | cut -c1-12)"

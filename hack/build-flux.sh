@@ -14,9 +14,9 @@ FLUX_SOURCE_VERSION="${FLUX_SOURCE_VERSION:-v1.9.4}"
 FLUX_KUSTOMIZE_VERSION="${FLUX_KUSTOMIZE_VERSION:-v1.9.4}"
 CACHE_ROOT="${OPTIMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimodel}"
 mkdir -p "$CACHE_ROOT"
-# One build at a time on this machine: clones share the cache, and two builds of one binary at once
-# would each take both cores and collide in the cache.
-exec {build_lock}>"$CACHE_ROOT/.build.lock"
+# One build of these at a time on this machine: clones share the cache, and two builds of the same
+# binaries at once would collide in it. Other builds (another script's) run beside this one.
+exec {build_lock}>"$CACHE_ROOT/.build-flux.lock"
 flock "$build_lock"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LINK_DIR="$REPO_ROOT/.dev/bin"

@@ -15,9 +15,9 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE_ROOT="${OPTIMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimodel}"
 mkdir -p "$CACHE_ROOT"
-# One build at a time on this machine: clones share the cache, and two builds of one binary at once
-# would each take both cores and collide in the cache.
-exec {build_lock}>"$CACHE_ROOT/.build.lock"
+# One build of these at a time on this machine: clones share the cache, and two builds of the same
+# binaries at once would collide in it. Other builds (another script's) run beside this one.
+exec {build_lock}>"$CACHE_ROOT/.build-images.lock"
 flock "$build_lock"
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"

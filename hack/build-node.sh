@@ -14,9 +14,9 @@ COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 VERSITYGW_VERSION="${VERSITYGW_VERSION:-v1.8.0}"
 CACHE_ROOT="${OPTIMODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/optimodel}"
 mkdir -p "$CACHE_ROOT"
-# One build at a time on this machine: clones share the cache, and two builds of one binary at once
-# would each take both cores and collide in the cache.
-exec {build_lock}>"$CACHE_ROOT/.build.lock"
+# One build of these at a time on this machine: clones share the cache, and two builds of the same
+# binaries at once would collide in it. Other builds (another script's) run beside this one.
+exec {build_lock}>"$CACHE_ROOT/.build-node.lock"
 flock "$build_lock"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LINK_DIR="$REPO_ROOT/.dev/bin"

@@ -4,18 +4,20 @@
    applied one after another so that they do not compete for the 2 cores: Job seen Complete ->
    serving Deployment seen created, and Deployment seen available -> OptimizedModel seen Ready=True.
    Every timestamp comes from watches this script runs (bench/operator_watch.py), on one clock.
-2. A fleet that grows in steps (`--fleet 100 300 1000`): at each step the OptimizedModels that
-   bring it to that size are created at once, all with the recipe of resource 1 (so its stored
-   result is a CacheHit: no Job), until every one is Ready. Each serving pod is a real `optimodel
-   serve` process; the first `--serving` of the fleet serve with 1 replica, the rest with
-   `replicas: 0` (Ready with reason ScaledToZero: the operator still parses, reads S3, applies
-   Deployment and Service and writes status for each; a 2-core node runs at most 110 pods). Then,
+2. A fleet that grows in steps (`--fleet 100 300 1000`), spread over `--namespaces` namespaces (10:
+   the teams of a shared operator; one namespace runs at most OPTIMODEL_NAMESPACE_WORKERS reconciles
+   at once): at each step the OptimizedModels that bring it to that size are created at once, all
+   with the recipe of resource 1 (so its stored result is a CacheHit: no Job), until every one is
+   Ready. Each serving pod is a real `optimodel serve` process; the first `--serving` of the fleet
+   serve with 1 replica, the rest with `replicas: 0` (Ready with reason ScaledToZero: the operator
+   still parses, reads S3, applies Deployment and Service and writes status for each; a 2-core node
+   runs at most 110 pods). Then,
    with nothing changing, the operator's API requests per second over `--window` seconds, counted
    in the API server's audit log (the operator runs as the one user it audits). The RSS of one
    serve process is recorded so the choice can be checked; the operator's peak RSS is its VmHWM.
 
-Run: `.venv/bin/python bench/operator_bench.py [--jobs 5] [--fleet 100 300 1000] [--serving 20]
-[--window 60] [--json bench/results/operator.json]` (as root; needs `make k8s-bins images`). Starts
+Run: `.venv/bin/python bench/operator_bench.py [--jobs 5] [--fleet 100 300 1000] [--namespaces 10]
+[--serving 20] [--window 60] [--json bench/results/operator.json]` (as root; needs `make k8s-bins images`). Starts
 and stops its own cluster, moto server and operator.
 """
 
@@ -191,28 +193,34 @@ def audited_requests(cluster: DevCluster, since: float, until: float) -> tuple[i
     return total, writes
 
 
+def fleet_namespace(index: int, namespaces: int) -> str:
+    return f"{FLEET}-{index % namespaces}"
+
+
 def fleet_step(
-    cluster: DevCluster, s3: S3Server, recorder: Recorder, existing: int, total: int, serving: int, window: float
+    cluster: DevCluster, s3: S3Server, recorder: Recorder, existing: int, total: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Part 2, one step: the fleet grows from `existing` to `total` CacheHits created at once; the
     seconds until the new ones are all Optimized and all Ready, the Jobs created, then the
     operator's API requests per second over `window` seconds once nothing changes."""
     custom = client.CustomObjectsApi(recorder.api)
-    keys = [(FLEET, f"fleet-{i:04d}") for i in range(existing, total)]
+    keys = [(fleet_namespace(i, args.namespaces), f"fleet-{i:04d}") for i in range(existing, total)]
     started = time.monotonic()
     for index, (namespace, name) in zip(range(existing, total), keys, strict=True):
-        create(custom, namespace, manifest(name, s3.endpoint, 1, replicas=1 if index < serving else 0))
+        create(custom, namespace, manifest(name, s3.endpoint, 1, replicas=1 if index < args.serving else 0))
     wait_until(f"{total} fleet resources Ready", lambda: all(recorder.get(k).ready for k in keys), 900 + 2 * total)
     optimized = max(recorder.get(k).optimized or 0.0 for k in keys) - started
     ready = max(recorder.get(k).ready or 0.0 for k in keys) - started
-    jobs = len(client.BatchV1Api(recorder.api).list_namespaced_job(FLEET).items)
+    batch = client.BatchV1Api(recorder.api)
+    jobs = sum(len(batch.list_namespaced_job(fleet_namespace(i, args.namespaces)).items)
+               for i in range(args.namespaces))
     time.sleep(10)  # the last status writes and watch events of the step
     since = time.time()
-    time.sleep(window)
+    time.sleep(args.window)
     requests, writes = audited_requests(cluster, since, time.time())
     step = {"resources": total, "created": total - existing, "secondsToOptimized": optimized,
-            "secondsToReady": ready, "jobs": jobs, "steadyRequestsPerSecond": requests / window,
-            "steadyWrites": writes, "windowSeconds": window}
+            "secondsToReady": ready, "jobs": jobs, "steadyRequestsPerSecond": requests / args.window,
+            "steadyWrites": writes, "windowSeconds": args.window}
     print(f"  {step}", flush=True)
     return step
 
@@ -223,13 +231,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5, help="resources that each run a Job (part 1)")
     parser.add_argument("--fleet", type=int, nargs="+", default=[100, 300, 1000],
                         help="fleet sizes the CacheHit resources grow to, step by step (part 2)")
+    parser.add_argument("--namespaces", type=int, default=10, help="namespaces the fleet is spread over")
     parser.add_argument("--serving", type=int, default=20, help="of those, how many serve with 1 replica")
     parser.add_argument("--window", type=float, default=60, help="seconds of steady state measured per step")
     parser.add_argument("--json", type=Path, help="write the figures here for bench/results.py")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress lines through a pipe too
-    settings = {"jobs": args.jobs, "fleet": args.fleet, "serving": args.serving, "windowSeconds": args.window,
-                "operatorEnv": OPERATOR_ENV}
+    settings = {"jobs": args.jobs, "fleet": args.fleet, "namespaces": args.namespaces, "serving": args.serving,
+                "windowSeconds": args.window, "operatorEnv": OPERATOR_ENV}
     with recording(args.json, "operator", settings) as figures:
         figures.update(run(args))
     print(json.dumps(figures, indent=1))
@@ -263,11 +272,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             figures.update({"jobToDeploymentSeconds": to_deployment, "availableToReadySeconds": to_ready,
                             "serveProcessRssBytes": [proc_status(pid, "VmRSS") for pid in serve_pids()],
                             "operatorPeakRssBytesAfterJobs": proc_status(operator.pid, "VmHWM"), "fleet": []})
-            make_namespace(cluster, FLEET, s3)
+            for index in range(args.namespaces):
+                make_namespace(cluster, fleet_namespace(index, args.namespaces), s3)
             existing = 0
             for total in args.fleet:
                 print(f"part 2: the fleet grows to {total} CacheHits ({args.serving} with a serving pod)")
-                step = fleet_step(cluster, s3, recorder, existing, total, args.serving, args.window)
+                step = fleet_step(cluster, s3, recorder, existing, total, args)
                 step["operatorPeakRssBytes"] = proc_status(operator.pid, "VmHWM")
                 figures["fleet"].append(step)
                 existing = total

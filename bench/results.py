@@ -178,10 +178,11 @@ def operator_section(doc: dict[str, Any]) -> str:
         "",
         f"The operator on the local cluster's real node, with its default resync intervals. {n} resources "
         "each run a real Job, one after another; then a fleet of resources whose result is already stored "
-        f"(CacheHits: no Job) grows in steps, the first {settings['serving']} serving with one replica, the "
-        "others with `replicas: 0`. Timestamps come from the benchmark's own watches; the API requests are "
-        f"the operator's, counted in the API server's audit log over {settings['windowSeconds']:g} s once "
-        "nothing changes.",
+        f"(CacheHits: no Job) grows in steps over {settings.get('namespaces', 1)} namespace(s), the first "
+        f"{settings['serving']} serving with one replica, the others with `replicas: 0`. Timestamps come "
+        "from the benchmark's own watches; the API requests are the operator's, counted in the API server's "
+        f"audit log over {settings['windowSeconds']:g} s once nothing changes. The steady writes are the "
+        "full resyncs (every resource every 600 s) applying its Service and Deployment again, unchanged.",
         "",
         "![time to Ready and API requests against the number of resources](charts/operator.png)",
         "",
@@ -329,6 +330,13 @@ def readme_block(results: Results, page_link: str) -> str:
     machine = engine["machine"]
     images = results["devcluster"]["figures"]["imageBytes"] if "devcluster" in results else {}
     sizes = ", ".join(f"{IMAGE_NAMES.get(role, role)} {size / 1e6:,.0f} MB" for role, size in images.items())
+    fleet = results["operator"]["figures"]["fleet"][-1] if "operator" in results else None
+    operator = [] if fleet is None else [
+        f"The operator with {fleet['resources']:,} resources on the local cluster: all Ready "
+        f"{fleet['secondsToReady']:.0f} s after they were created, peak RSS "
+        f"{fleet['operatorPeakRssBytes'] / 2**20:.0f} MiB, {fleet['steadyRequestsPerSecond']:.1f} API requests/s "
+        "once nothing changes.",
+    ]
     return "\n".join([
         README_BEGIN,
         table(["model", "int8 bytes vs float32", "accuracy drop (points)", "int8 p50 latency vs float32",
@@ -336,6 +344,7 @@ def readme_block(results: Results, page_link: str) -> str:
         "",
         f"Measured {when} on {machine['cores']} {machine['cpu']} cores, no GPU, by `make bench`; every ratio is "
         f"taken within one run. All figures, spreads and charts: [bench/RESULTS.md]({page_link}).",
+        *operator,
         *([f"Images built by `make images` (uncompressed): {sizes}.", ""] if sizes else [""]),
         f"![bytes against accuracy per method]({page_link.rsplit('/', 1)[0]}/charts/size-vs-metric.png)",
         f"![throughput and p99 against concurrency]({page_link.rsplit('/', 1)[0]}/charts/serving.png)",

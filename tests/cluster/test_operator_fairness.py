@@ -3,8 +3,9 @@
 Fairness: eight resources in one namespace name an endpoint that accepts connections and never
 answers; a ninth, in another namespace, names the working S3 server and must still be optimized and
 Ready in the time it takes alone. Each reconcile of the eight holds a thread for the operator's S3
-deadline at most, and a namespace holds at most OPTIMODEL_NAMESPACE_WORKERS of kopf's threads: the
-others are told to come back later. Before that bound, the eight held all eight threads for minutes.
+deadline at most, and a namespace holds at most OPTIMODEL_NAMESPACE_WORKERS of the operator's
+threads: the others wait their turn without one. Before that bound, the eight held all eight threads
+for minutes.
 
 Ownership: a Service named like a resource's serving Service, made by someone else, is never
 adopted: the resource stalls with `ObjectInTheWay` naming it, and the Service is left as it was.

@@ -137,43 +137,80 @@ def test_status_is_written_so_that_fields_gone_are_deleted() -> None:
     assert OptimizedModelStatus.model_validate(patch) == OptimizedModelStatus(phase="Ready", serving=serving)
 
 
-class _Kube:
-    """Only get_model: it blocks until released, as a call to a silent endpoint would."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.entered, self.release = threading.Semaphore(0), threading.Event()
-
-    def get_model(self, namespace: str, name: str) -> None:
-        self.entered.release()
-        self.release.wait(10)
-
-
-def test_a_namespace_holds_at_most_its_share_of_reconciles() -> None:
-    """A third reconcile of a busy namespace is refused at once (Busy); other namespaces go on."""
+def test_a_namespace_runs_at_most_its_share_and_the_rest_wait_without_a_thread() -> None:
+    """Two reconciles of a namespace hold threads; its third waits (no thread, no error) and runs as
+    soon as a slot frees; another namespace gets a thread meanwhile."""
+    import asyncio
     import threading
 
-    from optimodel.controller.metrics import Metrics
-    from optimodel.controller.reconciler import Busy, Reconciler
-    from optimodel.resources import PodDefaults
+    from optimodel.controller.fairness import NamespaceQueue
 
-    kube = _Kube()
-    reconciler = Reconciler(kube, None, PodDefaults("j", "s"), Metrics(), lambda *_: None,  # type: ignore[arg-type]
-                            namespace_workers=2)
-    slow = [threading.Thread(target=reconciler.reconcile, args=("slow", f"m{i}")) for i in range(2)]
-    for thread in slow:
-        thread.start()
-    assert kube.entered.acquire(timeout=5) and kube.entered.acquire(timeout=5)
-    with pytest.raises(Busy):
-        reconciler.reconcile("slow", "m2")
-    other = threading.Thread(target=reconciler.reconcile, args=("fast", "m"))
-    other.start()
-    assert kube.entered.acquire(timeout=5)  # another namespace is not held back
-    kube.release.set()
-    for thread in (*slow, other):
-        thread.join(5)
-    assert reconciler.reconcile("slow", "m2") is None  # the share is given back
+    release = threading.Event()
+    started: list[str] = []
+
+    def work(tag: str) -> str:
+        started.append(tag)
+        if tag.startswith("slow"):
+            release.wait(10)
+        return tag
+
+    async def scenario() -> None:
+        queue = NamespaceQueue(workers=4, namespace_workers=2)
+        slow = [asyncio.create_task(queue.run("slow", lambda i=i: work(f"slow-{i}"))) for i in range(3)]
+        while len(started) < 2:
+            await asyncio.sleep(0.01)
+        assert await queue.run("fast", lambda: work("fast")) == "fast"
+        await asyncio.sleep(0.2)
+        assert sorted(started) == ["fast", "slow-0", "slow-1"]  # the third slow one waits its turn
+        release.set()
+        assert await asyncio.gather(*slow) == ["slow-0", "slow-1", "slow-2"]
+        queue.shutdown()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+
+
+def test_the_work_sees_the_context_variables_of_its_caller() -> None:
+    """kopf.event, called from a reconcile, reads kopf's settings from a context variable."""
+    import asyncio
+    import contextvars
+
+    from optimodel.controller.fairness import NamespaceQueue
+
+    setting: contextvars.ContextVar[str] = contextvars.ContextVar("setting")
+
+    async def scenario() -> str:
+        setting.set("from the handler")
+        queue = NamespaceQueue(workers=1, namespace_workers=1)
+        try:
+            return await queue.run("ns", setting.get)
+        finally:
+            queue.shutdown()
+
+    assert asyncio.run(scenario()) == "from the handler"
+
+
+def test_a_cancelled_wait_gives_the_slot_back_only_when_its_thread_ends() -> None:
+    import asyncio
+    import threading
+
+    from optimodel.controller.fairness import NamespaceQueue
+
+    release, second = threading.Event(), threading.Event()
+
+    async def scenario() -> None:
+        queue = NamespaceQueue(workers=2, namespace_workers=1)
+        first = asyncio.create_task(queue.run("ns", lambda: release.wait(10)))
+        await asyncio.sleep(0.2)
+        first.cancel()  # kopf gave up on the handler; its call still runs on the thread
+        later = asyncio.create_task(queue.run("ns", second.set))
+        await asyncio.sleep(0.3)
+        assert not second.is_set(), "the namespace's one slot is still in use"
+        release.set()
+        await asyncio.wait_for(later, 5)
+        assert second.is_set()
+        queue.shutdown()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
 class _RefusingKube:
@@ -223,6 +260,33 @@ def test_a_refused_endpoint_stalls_before_any_request(endpoint: str) -> None:
     stalled = {c["type"]: c for c in kube.status["conditions"]}["Stalled"]  # type: ignore[index]
     assert (stalled["status"], stalled["reason"]) == ("True", "EndpointNotAllowed")
     assert endpoint in stalled["message"] and events
+
+
+def test_a_reconcile_that_finds_the_status_it_would_write_writes_nothing() -> None:
+    """The full resync of a settled resource costs no status write: the second reconcile sees its own
+    status (as the API server stores it, nulls dropped) and leaves it."""
+    from optimodel.controller.metrics import Metrics
+    from optimodel.controller.reconciler import Reconciler, without_nulls
+    from optimodel.resources import PodDefaults
+
+    class Writes(_RefusingKube):
+        def __init__(self) -> None:
+            super().__init__("http://169.254.169.254")
+            self.writes = 0
+
+        def write_status(self, namespace: str, name: str, status: dict[str, object]) -> None:
+            self.writes += 1
+            self.body["status"] = without_nulls(status)
+
+    kube = Writes()
+    reconciler = Reconciler(kube, _NoStore(), PodDefaults("j", "s"), Metrics(), lambda *_: None)  # type: ignore[arg-type]
+    reconciler.reconcile("ns", "m")
+    reconciler.reconcile("ns", "m")
+    assert kube.writes == 1
+    kube.body["spec"]["source"]["uri"] = "s3://models/other.h5"  # type: ignore[index]
+    kube.body["metadata"]["generation"] = 2  # type: ignore[index]
+    reconciler.reconcile("ns", "m")
+    assert kube.writes == 2
 
 
 def test_default_resources_from_env_reach_the_pods_the_operator_builds() -> None:

@@ -100,3 +100,38 @@ def test_the_command_line() -> None:
     args = build_parser().parse_args(["get", "digits", "-n", "ml", "--watch", "-o", "json"])
     assert (args.command, args.name, args.namespace, args.watch, args.output) == ("get", "digits", "ml", True, "json")
     assert build_parser().parse_args(["retry", "digits"]).command == "retry"
+
+
+def test_a_shadow_candidate_draws_beside_the_serving_deployment() -> None:
+    """While a shadow analysis runs, the candidate's Deployment, ReplicaSet and pod are in the tree too."""
+    sha = "c" * 64
+    base = gathered("rollout")
+    shadow = {
+        "metadata": {"name": "digits-shadow", "uid": "dep-shadow", "creationTimestamp": "2026-12-01T10:20:00Z"},
+        "spec": {"replicas": 1, "template": {"metadata": {"annotations": {"optimodel.io/artifact-sha256": sha}}}},
+        "status": {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableReplicas": 1},
+    }
+    replica_set = {
+        "metadata": {"name": "digits-shadow-5d8f", "uid": "rs-shadow", "creationTimestamp": "2026-12-01T10:20:00Z",
+                     "ownerReferences": [{"uid": "dep-shadow"}],
+                     "annotations": {"deployment.kubernetes.io/revision": "1"}},
+        "spec": {"replicas": 1, "template": {"metadata": {"annotations": {"optimodel.io/artifact-sha256": sha}}}},
+        "status": {"readyReplicas": 1},
+    }
+    pod = {
+        "metadata": {"name": "digits-shadow-5d8f-x1", "uid": "pod-shadow", "creationTimestamp": "2026-12-01T10:20:05Z",
+                     "ownerReferences": [{"uid": "rs-shadow"}],
+                     "annotations": {"optimodel.io/artifact-sha256": sha}},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                   "containerStatuses": [{"ready": True, "restartCount": 0, "state": {"running": {}}}]},
+    }
+    with_shadow = Gathered(base.model, base.jobs, base.deployment, [*base.replica_sets, replica_set],
+                           [*base.pods, pod], base.events, shadow)
+    tree = summarize(with_shadow)["tree"]
+    serving, candidate = tree["children"][-2:]
+    assert serving["name"] == "digits-serving"
+    assert (candidate["kind"], candidate["name"], candidate["status"]) == ("Deployment", "digits-shadow", "1/1")
+    assert candidate["info"] == "1 updated, 1 available, wants sha256:cccccccccccc"
+    assert [rs["name"] for rs in candidate["children"]] == ["digits-shadow-5d8f"]
+    assert [p["name"] for p in candidate["children"][0]["children"]] == ["digits-shadow-5d8f-x1"]
+    assert "digits-shadow" in render(summarize(with_shadow), NOW)

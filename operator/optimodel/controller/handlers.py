@@ -10,6 +10,7 @@ status is written by the reconciler, never from handler return values.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -21,9 +22,10 @@ import kopf
 
 from optimodel.controller.artifacts import Artifacts
 from optimodel.controller.deletion import ArtifactDeleter, RetryDeletion
+from optimodel.controller.fairness import NamespaceQueue
 from optimodel.controller.kube import Kube, make_api_client
 from optimodel.controller.metrics import Metrics
-from optimodel.controller.reconciler import Busy, Reconciler
+from optimodel.controller.reconciler import Reconciler
 from optimodel.controller.settings import Settings
 from optimodel.errors import SpecError
 from optimodel.reconcile import Event, retry_pending
@@ -52,33 +54,30 @@ class Operator:
     reconciler: Reconciler | None = None
     deleter: ArtifactDeleter | None = None
     artifacts: Artifacts = field(default_factory=Artifacts)
+    queue: NamespaceQueue | None = None
 
     def start(self) -> Reconciler:
         settings = self.settings
         kube = Kube(make_api_client(settings.kubeconfig, settings.api_timeout_seconds))
         self.reconciler = Reconciler(
             kube, self.artifacts, settings.pods, self.metrics, post_event,
-            policy=settings.policy, namespace_workers=settings.namespace_workers,
-            full_resync_seconds=settings.full_resync_seconds,
+            policy=settings.policy, full_resync_seconds=settings.full_resync_seconds,
         )
+        self.queue = NamespaceQueue(settings.workers, settings.namespace_workers)
         self.deleter = ArtifactDeleter(kube, self.artifacts, settings.namespaces, post_event, settings.policy)
         return self.reconciler
 
-    def reconcile(self, namespace: str, name: str, retry: int = 0) -> None:
-        """One reconcile as kopf sees it: our messages only, whatever went wrong.
+    async def reconcile(self, namespace: str, name: str, retry: int = 0) -> None:
+        """One reconcile as kopf sees it, in its namespace's turn: our messages only, whatever went wrong.
 
         kopf posts a failed handler's exception text as an Event; an unexpected error (an API
         error quoting a response body, a bug) is logged here with its traceback and reaches the
         resource as a short message of our own. `retry`: kopf's count of failed attempts of this
         handler in a row (0 on the first).
         """
-        assert self.reconciler is not None, "the startup handler builds the reconciler"
+        assert self.reconciler is not None and self.queue is not None, "the startup handler builds them"
         try:
-            outcome = self.reconciler.reconcile(namespace, name)
-        except Busy:
-            raise kopf.TemporaryError(
-                "waiting for other reconciles of this namespace to finish", delay=self.settings.retry_seconds
-            ) from None
+            outcome = await self.queue.run(namespace, functools.partial(self.reconciler.reconcile, namespace, name))
         except Exception as error:
             log.exception("reconcile of %s/%s failed", namespace, name)
             raise kopf.TemporaryError(
@@ -97,14 +96,12 @@ class Operator:
             raise kopf.TemporaryError(outcome.status.message, delay=delay)
 
 
-    def nudge(self, namespace: str, name: str) -> None:
-        """A reconcile an event asked for: skipped when the namespace is busy (a retry or the resync
-        timer follows), errors logged (kopf does not retry event handlers anyway)."""
-        assert self.reconciler is not None
+    async def nudge(self, namespace: str, name: str) -> None:
+        """A reconcile an event asked for, in its namespace's turn; errors logged (kopf does not retry
+        event handlers anyway)."""
+        assert self.reconciler is not None and self.queue is not None
         try:
-            self.reconciler.reconcile(namespace, name)
-        except Busy:
-            log.debug("%s/%s: namespace busy, the next retry or resync reconciles it", namespace, name)
+            await self.queue.run(namespace, functools.partial(self.reconciler.reconcile, namespace, name))
         except Exception:
             log.exception("reconcile of %s/%s failed", namespace, name)
 
@@ -159,6 +156,11 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
         settings.watching.server_timeout = 300
         operator.start()
 
+    @kopf.on.cleanup(registry=registry)
+    def stop_reconciling(**_: Any) -> None:
+        if operator.queue is not None:
+            operator.queue.shutdown()
+
     @kopf.on.resume(*resource, registry=registry)
     @kopf.on.create(*resource, registry=registry)
     @kopf.on.update(*resource, registry=registry)
@@ -168,22 +170,22 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
         initial_delay=operator.settings.resync_seconds,
         registry=registry,
     )
-    def reconcile(name: str, namespace: str | None, retry: int = 0, **_: Any) -> None:
-        operator.reconcile(namespace or "", name, retry)
+    async def reconcile(name: str, namespace: str | None, retry: int = 0, **_: Any) -> None:
+        await operator.reconcile(namespace or "", name, retry)
 
     # kopf leaves every `optimodel.io/` annotation out of the diff its update handlers see (the prefix
     # of its own progress storage), so a retry request is caught as an event: any event of a resource
     # whose request is not yet in status.lastHandledRetryAt. Once handled, events no longer match.
     @kopf.on.event(*resource, annotations={RETRY_ANNOTATION: kopf.PRESENT}, when=_retry_pending, registry=registry)
-    def retry_requested(name: str, namespace: str | None, **_: Any) -> None:
-        operator.nudge(namespace or "", name)
+    async def retry_requested(name: str, namespace: str | None, **_: Any) -> None:
+        await operator.nudge(namespace or "", name)
 
     @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)
-    def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
+    async def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = _owner_name(body)
         if owner is not None:
-            operator.nudge(namespace or "", owner)
+            await operator.nudge(namespace or "", owner)
 
     # A callback, not field=/value=: kopf matches a field filter against the last handled spec too,
     # so switching a Terminating resource to Retain would not release it.

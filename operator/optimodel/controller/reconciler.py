@@ -4,10 +4,8 @@ The decisions are the pure functions of `optimodel.reconcile`; this module only 
 need (Kubernetes objects, the source version, stored results) and carries out what they return.
 Reconciles of one object are serialized by a lock: kopf's handlers, its timer and the Job and
 Deployment watchers may all ask for the same object at once, and each one reads the object fresh
-and writes its status through the status subresource before the next one starts. Reconciles of one
-namespace share a small budget (`namespace_workers`): a tenant whose endpoint never answers holds
-that many of kopf's threads at most, and the rest of its reconciles are told to come back later
-(`Busy`) instead of queueing behind it, so other namespaces keep their threads.
+and writes its status through the status subresource before the next one starts. How many
+reconciles of one namespace run at once is the handlers' business (`controller.fairness`).
 
 A resource that a reconcile left Ready is *settled*: the next reconciles (the resync timer, mostly)
 read only the resource and its Deployment, and when neither has changed since (same
@@ -70,10 +68,6 @@ from optimodel.storage import ArtifactStore
 EventSink = Callable[[dict[str, Any], Event], None]
 
 
-class Busy(Exception):
-    """The namespace already uses its share of reconciles: try this one again later."""
-
-
 @dataclass(frozen=True)
 class Settled:
     """A full reconcile that left the resource Ready: the versions it wrote or saw last, and when."""
@@ -97,6 +91,15 @@ def status_patch(status: OptimizedModelStatus) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True)
 
 
+def without_nulls(value: Any) -> Any:
+    """`value` as the API server stores a merge patch of it: keys whose value is None are gone."""
+    if isinstance(value, dict):
+        return {key: without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [without_nulls(item) for item in value]
+    return value
+
+
 def _storage_problem(error: StorageError | NotFoundError, what: str) -> Problem:
     if isinstance(error, NotFoundError):
         return Problem(r.SOURCE_NOT_FOUND, f"{what}: {error}", retry=False)
@@ -115,30 +118,15 @@ class Reconciler:
         events: EventSink,
         now: Callable[[], str] = utc_now,
         policy: Policy | None = None,
-        namespace_workers: int = 2,
         full_resync_seconds: float = 600,
     ) -> None:
         self.kube, self.artifacts, self.pods, self.metrics = kube, artifacts, pods, metrics
         self.events, self.now = events, now
         self.policy = policy or Policy()
-        self.namespace_workers = namespace_workers
         self.full_resync_seconds = full_resync_seconds
         self._settled: dict[tuple[str, str], Settled] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._busy: dict[str, int] = {}  # namespace -> reconciles running now
         self._guard = threading.Lock()
-
-    def _enter(self, namespace: str) -> None:
-        with self._guard:
-            if self._busy.get(namespace, 0) >= self.namespace_workers:
-                raise Busy(f"namespace {namespace} already has {self.namespace_workers} reconciles running")
-            self._busy[namespace] = self._busy.get(namespace, 0) + 1
-
-    def _leave(self, namespace: str) -> None:
-        with self._guard:
-            self._busy[namespace] -= 1
-            if not self._busy[namespace]:
-                del self._busy[namespace]
 
     def _lock(self, key: tuple[str, str]) -> threading.Lock:
         with self._guard:
@@ -151,29 +139,22 @@ class Reconciler:
         self.metrics.set_phase((namespace, name), None)
 
     def reconcile(self, namespace: str, name: str) -> Outcome | None:
-        """Reconcile the object as it is now; None when it is gone or being deleted.
-
-        Raises `Busy`, without waiting, when the namespace already runs its share of reconciles.
-        """
+        """Reconcile the object as it is now; None when it is gone or being deleted."""
         started = time.monotonic()
-        self._enter(namespace)
-        try:
-            with self._lock((namespace, name)):
-                body = self.kube.get_model(namespace, name)
-                if body is None or body["metadata"].get("deletionTimestamp"):
-                    return None
-                try:
-                    settled = self._still_settled(body)
-                    if settled is not None:
-                        self.metrics.reconciles.labels("ok").inc()
-                        self.metrics.reconcile_seconds.observe(time.monotonic() - started)
-                        return settled
-                    outcome, job_seconds = self._reconcile(body)
-                except Exception:
-                    self.metrics.reconciles.labels("error").inc()
-                    raise
-        finally:
-            self._leave(namespace)
+        with self._lock((namespace, name)):
+            body = self.kube.get_model(namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return None
+            try:
+                settled = self._still_settled(body)
+                if settled is not None:
+                    self.metrics.reconciles.labels("ok").inc()
+                    self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+                    return settled
+                outcome, job_seconds = self._reconcile(body)
+            except Exception:
+                self.metrics.reconciles.labels("error").inc()
+                raise
         result = "permanent" if outcome.permanent else "retry" if outcome.retry_after else "ok"
         self.metrics.reconciles.labels(result).inc()
         self.metrics.reconcile_seconds.observe(time.monotonic() - started)
@@ -219,7 +200,11 @@ class Reconciler:
             observed = self._read_finished_job(observed, store)
         outcome = compute_outcome(observed, now)
         meta = body["metadata"]
-        version = self.kube.write_status(meta["namespace"], meta["name"], status_patch(outcome.status))
+        patch = status_patch(outcome.status)
+        if without_nulls(patch) == body.get("status"):  # a full resync of a settled resource, mostly
+            version: str | None = meta.get("resourceVersion")
+        else:
+            version = self.kube.write_status(meta["namespace"], meta["name"], patch)
         for event in outcome.events:
             self.events(body, event)
         self._settle(body, observed, outcome, version)

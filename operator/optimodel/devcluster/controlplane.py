@@ -525,6 +525,18 @@ class ControlPlane:
         with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=ctx, timeout=5) as resp:
             return bool(resp.status == 200)
 
+    def restart_api_server(self, timeout: float = 60.0) -> None:
+        """Stop the API server (SIGTERM) and start it again with the same flags and port, as an upgrade
+        of the control plane does; returns once it is ready. Every client's watches break meanwhile."""
+        state = self.load_state()
+        if state is None:
+            raise ClusterError(f"no cluster recorded in {self.state_dir}")
+        old = next(record for record in state.processes if record.name == "kube-apiserver")
+        procs.stop(old, grace=20.0)
+        state.processes.remove(old)
+        self._spawn(state, "kube-apiserver", self._apiserver_args(state))
+        self._wait("kube-apiserver /readyz", time.monotonic() + timeout, state, lambda: self._get("/readyz") == "ok")
+
     # ----- down / status --------------------------------------------------------------------
     def down(self) -> None:
         """Stop exactly the recorded processes (newest first), then whatever still runs in the node

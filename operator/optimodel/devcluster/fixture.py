@@ -65,6 +65,10 @@ class DevCluster:
         """A token of that ServiceAccount (TokenRequest API)."""
         return self._plane().service_account_token(namespace, name)
 
+    def restart_api_server(self) -> None:
+        """Stop the API server and start it again; returns once it is ready."""
+        self._plane().restart_api_server()
+
     def api_client(self) -> ApiClient:
         """A kubernetes client authenticated as the admin."""
         return config.new_client_from_config(config_file=str(self.kubeconfig))

@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes import client
 
 from optimodel.kubectl.view import Gathered
-from optimodel.resources import Owner, serving_name
+from optimodel.resources import Owner, serving_name, shadow_name
 from optimodel.spec import API_GROUP, API_VERSION, PLURAL
 
 
@@ -46,7 +46,8 @@ def get_model(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any
 
 
 def gather(api: client.ApiClient, namespace: str, name: str) -> Gathered:
-    """The resource, its Jobs, its serving Deployment with ReplicaSets, their pods and the last Events."""
+    """The resource, its Jobs, its serving and shadow Deployments with ReplicaSets, their pods and the
+    last Events."""
     model = get_model(api, namespace, name)
     uid = model["metadata"]["uid"]
     instance = f"app.kubernetes.io/instance={name}"
@@ -56,13 +57,16 @@ def gather(api: client.ApiClient, namespace: str, name: str) -> Gathered:
         for job in _raw(batch.list_namespaced_job, namespace, label_selector=instance)["items"]
         if any(ref.get("uid") == uid for ref in job["metadata"].get("ownerReferences") or [])
     ]
-    deployment = _optional(apps.read_namespaced_deployment, serving_name(Owner(name, namespace, uid)), namespace)
+    owner = Owner(name, namespace, uid)
+    deployment = _optional(apps.read_namespaced_deployment, serving_name(owner), namespace)
+    shadow = _optional(apps.read_namespaced_deployment, shadow_name(owner), namespace)
     replica_sets = _raw(apps.list_namespaced_replica_set, namespace, label_selector=instance)["items"]
     pods = _raw(core.list_namespaced_pod, namespace, label_selector=instance)["items"]
-    uids = {uid} | {o["metadata"]["uid"] for o in [*jobs, *replica_sets, *pods, *([deployment] if deployment else [])]}
+    deployments = [d for d in (deployment, shadow) if d is not None]
+    uids = {uid} | {o["metadata"]["uid"] for o in [*jobs, *replica_sets, *pods, *deployments]}
     events = [
         e
         for e in _raw(core.list_namespaced_event, namespace)["items"]
         if (e.get("involvedObject") or {}).get("uid") in uids
     ]
-    return Gathered(model, jobs, deployment, replica_sets, pods, events)
+    return Gathered(model, jobs, deployment, replica_sets, pods, events, shadow)

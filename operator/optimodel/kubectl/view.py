@@ -30,6 +30,7 @@ class Gathered:
     replica_sets: Sequence[Obj] = ()
     pods: Sequence[Obj] = ()
     events: Sequence[Obj] = ()
+    shadow: Obj | None = None  # the shadow candidate's Deployment, while a shadow analysis has one
 
 
 @dataclass
@@ -161,8 +162,9 @@ def _deployment_node(deployment: Obj, replica_sets: Sequence[Obj], pods: Sequenc
 def _tree(gathered: Gathered) -> Node:
     model, status = gathered.model, gathered.model.get("status") or {}
     children = [_job_node(job, gathered.pods) for job in _by_age(gathered.jobs)]
-    if gathered.deployment is not None:
-        children.append(_deployment_node(gathered.deployment, gathered.replica_sets, gathered.pods))
+    for deployment in (gathered.deployment, gathered.shadow):
+        if deployment is not None:
+            children.append(_deployment_node(deployment, gathered.replica_sets, gathered.pods))
     return Node(
         "OptimizedModel",
         _meta(model)["name"],

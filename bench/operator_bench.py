@@ -15,10 +15,13 @@
    with nothing changing, the operator's API requests per second over `--window` seconds, counted
    in the API server's audit log (the operator runs as the one user it audits). The RSS of one
    serve process is recorded so the choice can be checked; the operator's peak RSS is its VmHWM.
+3. With the whole fleet settled, the same count over `--cycle` seconds (default: the full resync
+   interval, 600 s), so that every resource's full reconcile (S3 included) falls in the window once:
+   what the operator costs the API server on average, not only between full resyncs.
 
 Run: `.venv/bin/python bench/operator_bench.py [--jobs 5] [--fleet 100 300 1000] [--namespaces 10]
-[--serving 20] [--window 60] [--json bench/results/operator.json]` (as root; needs `make k8s-bins images`). Starts
-and stops its own cluster, moto server and operator.
+[--serving 20] [--window 60] [--cycle 600] [--json bench/results/operator.json]` (as root; needs
+`make k8s-bins images`). Starts and stops its own cluster, moto server and operator.
 """
 
 from __future__ import annotations
@@ -234,11 +237,13 @@ def main() -> None:
     parser.add_argument("--namespaces", type=int, default=10, help="namespaces the fleet is spread over")
     parser.add_argument("--serving", type=int, default=20, help="of those, how many serve with 1 replica")
     parser.add_argument("--window", type=float, default=60, help="seconds of steady state measured per step")
+    parser.add_argument("--cycle", type=float, default=float(OPERATOR_ENV["OPTIMODEL_FULL_RESYNC_SECONDS"]),
+                        help="seconds of the last measurement, with the whole fleet settled (part 3; 0: skip)")
     parser.add_argument("--json", type=Path, help="write the figures here for bench/results.py")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress lines through a pipe too
     settings = {"jobs": args.jobs, "fleet": args.fleet, "namespaces": args.namespaces, "serving": args.serving,
-                "windowSeconds": args.window, "operatorEnv": OPERATOR_ENV}
+                "windowSeconds": args.window, "cycleSeconds": args.cycle, "operatorEnv": OPERATOR_ENV}
     with recording(args.json, "operator", settings) as figures:
         figures.update(run(args))
     print(json.dumps(figures, indent=1))
@@ -281,6 +286,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 step["operatorPeakRssBytes"] = proc_status(operator.pid, "VmHWM")
                 figures["fleet"].append(step)
                 existing = total
+            if args.cycle > 0:
+                print(f"part 3: the operator's requests over {args.cycle:g} s, the whole fleet settled")
+                since = time.time()
+                time.sleep(args.cycle)
+                requests, writes = audited_requests(cluster, since, time.time())
+                figures["cycle"] = {"resources": existing, "seconds": args.cycle,
+                                    "requestsPerSecond": requests / args.cycle, "writes": writes,
+                                    "operatorPeakRssBytes": proc_status(operator.pid, "VmHWM")}
+                print(f"  {figures['cycle']}")
             figures["operatorRunning"] = operator.poll() is None
     finally:
         if recorder is not None:

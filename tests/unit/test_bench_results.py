@@ -95,6 +95,16 @@ def test_the_page_gives_same_run_ratios_and_marks_a_slower_method(sample: result
     assert "| 8 | 1750 req/s, 3.08 / 9.25 ms | 875 req/s, 6.83 / 20.50 ms | 2.00x | 1.89x-2.12x | 0.45 |" in text
     assert text.index("| 1 | 810 req/s") < text.index("| 8 | 1750 req/s")  # concurrency in numeric order
     assert "| 100 | 100 | 30.0 s | 40.0 s | 0 | 1.50 | 0 | 143 MiB |" in text
+    assert "Over 600 s" not in text and "between full resyncs" in results.operator_line(sample["operator"]["figures"])
+
+    cycled = copy.deepcopy(sample)
+    figures = cycled["operator"]["figures"]
+    figures["cycle"] = {"resources": 100, "seconds": 600.0, "requestsPerSecond": 2.5, "writes": 300,
+                        "operatorPeakRssBytes": 210_000_000}
+    text = results.page(cycled, "../docs/benchmarks.md")
+    assert "Over 600 s with all 100 resources settled" in text and "2.50 API requests/s, 300 writes" in text
+    assert target(results.targets(cycled), "operator: peak RSS with 100")[1:] == ["210 MB", "**not met**"]
+    assert "2.5 API requests/s at rest, full resyncs included" in results.operator_line(figures)
 
 
 def test_a_benchmark_not_run_is_said_so(sample: results.Results) -> None:

@@ -173,6 +173,10 @@ def test_job_failure_messages_tell_how_to_retry() -> None:
     failed = compute_outcome(observed(job=FAILED), T0)
     message = dict((c.type, c.message) for c in failed.status.conditions)[r.STALLED]
     assert message.endswith(f"fix the input, then retry: {command}") and "delete" not in message
+    outage = replace(FAILED, termination={"reason": "StorageUnavailable", "error": "cannot reach the S3 endpoint"})
+    unreachable = compute_outcome(observed(job=outage), T0).status.message
+    assert unreachable.endswith(f"once the store answers again, retry: {command}")
+    assert "fix the input" not in unreachable
     deadline = replace(FAILED, condition_reason="DeadlineExceeded", termination=None)
     late = compute_outcome(observed(job=deadline), T1)
     assert conditions(late)[r.STALLED] == ("True", r.JOB_DEADLINE_EXCEEDED)

@@ -167,6 +167,8 @@ def _job_failure(job: JobObservation, owner: Owner) -> tuple[str, str]:
             f"raise spec.job.resources.limits.memory, then retry: {command}"
         )
     detail = f" ({term['reason']})" if term.get("reason") else ""
+    if term.get("reason") == r.STORAGE_UNAVAILABLE:  # every attempt of the Job met the outage
+        return r.JOB_FAILED, f"Job {job.name} failed{detail}: {why}; once the store answers again, retry: {command}"
     return r.JOB_FAILED, f"Job {job.name} failed{detail}: {why}; fix the input, then retry: {command}"
 
 

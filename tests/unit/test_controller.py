@@ -169,6 +169,44 @@ def test_a_namespace_runs_at_most_its_share_and_the_rest_wait_without_a_thread()
     asyncio.run(asyncio.wait_for(scenario(), 20))
 
 
+def test_nudges_that_come_while_one_waits_are_one_reconcile() -> None:
+    """A burst of Deployment events asks once; an event after the reconcile started asks again."""
+    import asyncio
+    import threading
+
+    from optimodel.controller.fairness import NamespaceQueue
+    from optimodel.controller.handlers import Operator
+
+    release = threading.Event()
+    reconciled: list[tuple[str, str]] = []
+
+    class Reconciler:
+        def reconcile(self, namespace: str, name: str) -> None:
+            reconciled.append((namespace, name))
+
+    async def scenario() -> None:
+        operator = Operator(Settings.from_env({}))
+        operator.reconciler = Reconciler()  # type: ignore[assignment]
+        operator.queue = NamespaceQueue(workers=1, namespace_workers=1)
+        busy = asyncio.create_task(operator.queue.run("ns", lambda: release.wait(10)))  # holds the slot
+        await asyncio.sleep(0.1)
+        for _ in range(5):
+            operator.nudge("ns", "m")
+        operator.nudge("ns", "other")
+        release.set()
+        await busy
+        while len(reconciled) < 2:
+            await asyncio.sleep(0.01)
+        operator.nudge("ns", "m")
+        while len(reconciled) < 3:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        operator.queue.shutdown()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))
+    assert reconciled == [("ns", "m"), ("ns", "other"), ("ns", "m")]
+
+
 def test_the_work_sees_the_context_variables_of_its_caller() -> None:
     """kopf.event, called from a reconcile, reads kopf's settings from a context variable."""
     import asyncio

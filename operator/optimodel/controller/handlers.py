@@ -2,14 +2,15 @@
 
 Registered into a registry passed in (no import-time registration), so `optimodel operator` and the
 tests build exactly the operator they run. One function answers resume, create, update and the
-resync timer; Job and Deployment events re-reconcile their owner at once, so a finished Job or a
-completed rollout shows in status within a second rather than at the next resync, and so does a
-retry request (an annotation kopf's update diff does not see). Progress lives in annotations and
-status is written by the reconciler, never from handler return values.
+resync timer; Job and Deployment events re-reconcile their owner at once (a burst of them, once),
+so a finished Job or a completed rollout shows in status within a second rather than at the next
+resync, and so does a retry request (an annotation kopf's update diff does not see). Progress
+lives in annotations and status is written by the reconciler, never from handler return values.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -55,6 +56,8 @@ class Operator:
     deleter: ArtifactDeleter | None = None
     artifacts: Artifacts = field(default_factory=Artifacts)
     queue: NamespaceQueue | None = None
+    _nudged: set[tuple[str, str]] = field(default_factory=set)  # nudged, their reconcile not started yet
+    _nudging: set[asyncio.Task[None]] = field(default_factory=set)  # referenced until they end
 
     def start(self) -> Reconciler:
         settings = self.settings
@@ -96,14 +99,35 @@ class Operator:
             raise kopf.TemporaryError(outcome.status.message, delay=delay)
 
 
-    async def nudge(self, namespace: str, name: str) -> None:
-        """A reconcile an event asked for, in its namespace's turn; errors logged (kopf does not retry
-        event handlers anyway)."""
+    def nudge(self, namespace: str, name: str) -> None:
+        """Ask for a reconcile of the resource, in its namespace's turn, and return at once.
+
+        A rollout sends a burst of Deployment events; a reconcile reads the resource and its
+        children as they are when it starts, so the nudges that come while one is already waiting
+        add nothing, and are dropped. The event handler does not wait: kopf can let go of the
+        event's body, and a thousand Deployments created at once cost a thousand small waiting tasks,
+        not a thousand bodies held. Errors are logged (kopf does not retry event handlers anyway).
+        """
+        key = (namespace, name)
+        if key in self._nudged:
+            return
+        self._nudged.add(key)
+        task = asyncio.get_running_loop().create_task(self._reconcile_nudged(key))
+        self._nudging.add(task)
+        task.add_done_callback(self._nudging.discard)
+
+    async def _reconcile_nudged(self, key: tuple[str, str]) -> None:
         assert self.reconciler is not None and self.queue is not None
+        reconciler = self.reconciler
+
+        def reconcile() -> None:
+            self._nudged.discard(key)  # from here on, a new event asks for a reconcile of its own
+            reconciler.reconcile(*key)
+
         try:
-            await self.queue.run(namespace, functools.partial(self.reconciler.reconcile, namespace, name))
+            await self.queue.run(key[0], reconcile)
         except Exception:
-            log.exception("reconcile of %s/%s failed", namespace, name)
+            log.exception("reconcile of %s/%s failed", *key)
 
 
 def _retry_pending(body: kopf.Body, **_: Any) -> bool:
@@ -178,14 +202,14 @@ def register(registry: kopf.OperatorRegistry, operator: Operator) -> None:
     # whose request is not yet in status.lastHandledRetryAt. Once handled, events no longer match.
     @kopf.on.event(*resource, annotations={RETRY_ANNOTATION: kopf.PRESENT}, when=_retry_pending, registry=registry)
     async def retry_requested(name: str, namespace: str | None, **_: Any) -> None:
-        await operator.nudge(namespace or "", name)
+        operator.nudge(namespace or "", name)
 
     @kopf.on.event("batch", "v1", "jobs", labels=CHILD_LABELS, registry=registry)
     @kopf.on.event("apps", "v1", "deployments", labels=CHILD_LABELS, registry=registry)
     async def child_changed(body: kopf.Body, namespace: str | None, **_: Any) -> None:
         owner = _owner_name(body)
         if owner is not None:
-            await operator.nudge(namespace or "", owner)
+            operator.nudge(namespace or "", owner)
 
     # A callback, not field=/value=: kopf matches a field filter against the last handled spec too,
     # so switching a Terminating resource to Retain would not release it.

@@ -204,7 +204,7 @@ def operator_section(doc: dict[str, Any]) -> str:
     if cycle is not None:
         parts += ["", f"Over {cycle['seconds']:g} s with all {cycle['resources']:,} resources settled, so that each "
                   f"one's full resync falls in the window once: {cycle['requestsPerSecond']:.2f} API requests/s, "
-                  f"{cycle['writes']} writes; operator peak RSS {cycle['operatorPeakRssBytes'] / mib:.0f} MiB."]
+                  f"{cycle['writes']:,} writes; operator peak RSS {cycle['operatorPeakRssBytes'] / mib:.0f} MiB."]
     if max(to_deployment) < 0:
         parts += ["", "A negative delay is the operator acting before Kubernetes marks the Job `Complete`: it "
                   "reads the result once the Job's pod succeeded and the report is stored, while the Job "

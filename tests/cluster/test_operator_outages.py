@@ -2,6 +2,7 @@
 
 - The operator killed (SIGKILL) right after a gate verdict, while the new model rolls out: the one
   started again finds the Job and the Deployment as they are, creates nothing twice and finishes.
+- The Job's pod killed while it optimizes: the Job starts another, which publishes; one Job.
 - The API server restarted while a Job runs: every watch of the operator breaks. The operator here
   resyncs once an hour, so only re-established watches can tell it that the Job finished and, later,
   that the spec changed.
@@ -160,24 +161,51 @@ def test_the_operator_killed_mid_rollout_finishes_it_once_started_again(
     assert deployment["metadata"]["generation"] == 2, "the new model's template was applied more than once"
 
 
+def test_the_jobs_pod_killed_mid_run_is_replaced_by_the_job(
+    dev_cluster: DevCluster, namespace: str, s3: str, operator: Operator
+) -> None:
+    create(dev_cluster, namespace, "podgone", s3)
+    first = loading(dev_cluster, namespace, "podgone")
+    # Killed at once through containerd, as a crash would: a deleted pod gets a grace period, and a
+    # tiny model's run ends within it.
+    pod = next(p for p in pods(dev_cluster, namespace, job_pods("podgone")) if p["metadata"]["name"] == first)
+    dev_cluster.kill_container(pod["status"]["containerStatuses"][0]["containerID"])
+
+    served = ready(dev_cluster, namespace, "podgone")
+    assert served["status"]["serving"]["sha256"] == served["status"]["candidate"]["sha256"]
+    assert len(jobs(dev_cluster, namespace)) == 1
+    attempts = {p["metadata"]["name"]: p["status"].get("phase")
+                for p in pods(dev_cluster, namespace, job_pods("podgone"))}
+    assert attempts.pop(first) == "Failed" and list(attempts.values()) == ["Succeeded"], attempts
+    assert reasons(dev_cluster, namespace, "podgone").count("JobCreated") == 1
+
+
+def job_pods(name: str) -> str:
+    return f"app.kubernetes.io/instance={name},app.kubernetes.io/component=optimizer"
+
+
+def loading(cluster: DevCluster, namespace: str, name: str) -> str:
+    """The Job's pod, once it has read its inputs and loads the source model."""
+    return str(wait_for(
+        "the Job's pod to load the source model",
+        lambda: next((p["metadata"]["name"] for p in pods(cluster, namespace, job_pods(name))
+                      if "loading the source model" in logs(cluster, namespace, p["metadata"]["name"])), None),
+        timeout=120,
+        interval=0.1,
+    ))
+
+
 def test_s3_out_while_the_job_publishes_and_while_a_serving_pod_downloads(
     dev_cluster: DevCluster, namespace: str, s3: str, gate: TcpGate, operator: Operator
 ) -> None:
     create(dev_cluster, namespace, "outage", gate.endpoint, replicas=2)
 
     # The Job's pod has read its inputs: from here on, S3 is needed only to publish.
-    job_pods = "app.kubernetes.io/instance=outage,app.kubernetes.io/component=optimizer"
-    first = wait_for(
-        "the Job's pod to load the source model",
-        lambda: next((p["metadata"]["name"] for p in pods(dev_cluster, namespace, job_pods)
-                      if "loading the source model" in logs(dev_cluster, namespace, p["metadata"]["name"])), None),
-        timeout=120,
-        interval=0.1,
-    )
+    first = loading(dev_cluster, namespace, "outage")
     gate.close()
     failed = wait_for(
         "the first pod to fail on storage",
-        lambda: next((p for p in pods(dev_cluster, namespace, job_pods)
+        lambda: next((p for p in pods(dev_cluster, namespace, job_pods("outage"))
                       if p["metadata"]["name"] == first and p["status"].get("phase") == "Failed"), None),
         timeout=180,
     )
@@ -188,7 +216,7 @@ def test_s3_out_while_the_job_publishes_and_while_a_serving_pod_downloads(
 
     served = ready(dev_cluster, namespace, "outage")
     assert len(jobs(dev_cluster, namespace)) == 1
-    attempts = pods(dev_cluster, namespace, job_pods)
+    attempts = pods(dev_cluster, namespace, job_pods("outage"))
     assert sorted(p["status"]["phase"] for p in attempts) == ["Failed", "Succeeded"]
     report = served["status"]["candidate"]
     assert any(key.endswith("report.json") for key in stored(s3, namespace)), stored(s3, namespace)

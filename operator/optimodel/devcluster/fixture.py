@@ -69,6 +69,17 @@ class DevCluster:
         """Stop the API server and start it again; returns once it is ready."""
         self._plane().restart_api_server()
 
+    def kill_container(self, container_id: str) -> None:
+        """SIGKILL a container through the node's containerd, as a crash or the OOM killer would;
+        `container_id` as the pod's status gives it (`containerd://<id>`)."""
+        plane = self._plane()
+        state = plane.load_state()
+        if state is None:
+            raise ClusterError(f"no cluster recorded in {plane.state_dir}")
+        killed = plane.node(state).ctr("task", "kill", "--signal", "SIGKILL", container_id.removeprefix("containerd://"))
+        if killed.returncode != 0:
+            raise ClusterError(f"cannot kill container {container_id}: {killed.stderr.strip()}")
+
     def api_client(self) -> ApiClient:
         """A kubernetes client authenticated as the admin."""
         return config.new_client_from_config(config_file=str(self.kubeconfig))

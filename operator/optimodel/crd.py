@@ -27,8 +27,11 @@ from optimodel.spec import (
     MAX_BELOW_MIN_REPLICAS,
     MAX_DIFFERENCE_FOR_VALUES,
     MIN_AGREEMENT_FOR_CLASSES,
+    MIN_SECONDS_BELOW_MAX,
     PLURAL,
     REPLICAS_WITH_AUTOSCALING,
+    STEPS_INCREASING,
+    STEPS_NEED_CANARY,
     OptimizedModelSpec,
 )
 
@@ -189,7 +192,13 @@ SPEC_RULES = [
         f"'{MAX_DIFFERENCE_FOR_VALUES}'",
     ),
 ]
-ROLLOUT_RULES = [{"rule": "self.strategy == 'shadow' || !has(self.analysis)", "message": ANALYSIS_NEEDS_SHADOW}]
+ROLLOUT_RULES = [
+    {"rule": "self.strategy != 'replace' || !has(self.analysis)", "message": ANALYSIS_NEEDS_SHADOW},
+    {"rule": "self.strategy == 'canary' || !has(self.steps)", "message": STEPS_NEED_CANARY},
+    # Strictly increasing: sorted (Kubernetes' CEL list library) and, as a set, without repeats.
+    {"rule": "!has(self.steps) || self.steps.isSorted()", "message": STEPS_INCREASING},
+]
+ANALYSIS_RULES = [{"rule": "self.minSeconds < self.maxSeconds", "message": MIN_SECONDS_BELOW_MAX}]
 # `serving` and `serving.autoscaling`: the messages are the spec's own constants.
 _CPU = "(k in self.resources && 'cpu' in self.resources[k])"
 SERVING_RULES = [
@@ -217,7 +226,10 @@ def spec_schema() -> dict[str, Any]:
     serving = schema["properties"]["serving"]
     serving["x-kubernetes-validations"] = SERVING_RULES
     serving["properties"]["autoscaling"]["x-kubernetes-validations"] = AUTOSCALING_RULES
-    schema["properties"]["rollout"]["x-kubernetes-validations"] = ROLLOUT_RULES
+    rollout = schema["properties"]["rollout"]
+    rollout["x-kubernetes-validations"] = ROLLOUT_RULES
+    rollout["properties"]["steps"]["x-kubernetes-list-type"] = "set"
+    rollout["properties"]["analysis"]["x-kubernetes-validations"] = ANALYSIS_RULES
     return schema
 
 

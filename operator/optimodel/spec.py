@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -301,7 +301,13 @@ class Serving(Model):
 
 
 # Cross-field rules of `rollout`, shared with the CRD's CEL rules (`optimodel.crd`).
-ANALYSIS_NEEDS_SHADOW = "rollout.analysis is only for strategy shadow: strategy replace rolls out without one"
+ANALYSIS_NEEDS_SHADOW = (
+    "rollout.analysis is for strategies shadow and canary: strategy replace rolls out without one"
+)
+STEPS_NEED_CANARY = "rollout.steps is for strategy canary: the shares of traffic the candidate takes in turn"
+MIN_SECONDS_BELOW_MAX = "rollout.analysis.minSeconds must be less than rollout.analysis.maxSeconds"
+STEPS_INCREASING = "rollout.steps must increase: each step gives the candidate a larger share of the traffic"
+DEFAULT_CANARY_STEPS: Final = (25, 50)
 MIN_AGREEMENT_FOR_CLASSES = (
     "rollout.analysis.minAgreement is for accuracy and top5 (top-1 agreement); mae and rmse use "
     "rollout.analysis.maxMeanAbsoluteDifference"
@@ -313,16 +319,21 @@ MAX_DIFFERENCE_FOR_VALUES = (
 
 
 class Analysis(Model):
-    """When a shadow candidate has answered enough mirrored live requests like the serving model."""
+    """When a candidate has answered enough mirrored live requests like the serving model."""
 
     min_requests: int = Field(
         100, ge=1, le=10_000_000,
-        description="Mirrored requests the candidate must have answered before a verdict; until then it "
-        "is neither promoted nor aborted (except by maxSeconds).")
+        description="Mirrored requests the candidate must have answered before a verdict (under canary: "
+        "before each step's); until then it is neither promoted nor aborted (except by maxSeconds).")
+    min_seconds: int = Field(
+        0, ge=0, le=86_400,
+        description="The least time the candidate is judged for (under canary: each step), even once "
+        "minRequests are in: a passing verdict waits for it, a broken threshold does not.")
     max_seconds: int = Field(
         600, ge=10, le=604_800,
         description="The analysis fails when no verdict was reached this many seconds after it started (the "
-        "candidate passed its gates): too little traffic, or a candidate that cannot start or answer.")
+        "candidate passed its gates; under canary: after each step started): too little traffic, or a "
+        "candidate that cannot start or answer.")
     min_agreement: float | None = Field(
         None, ge=0, le=1,
         description="accuracy and top5: lowest allowed fraction of mirrored rows whose top-1 class is "
@@ -339,32 +350,56 @@ class Analysis(Model):
         description="Highest allowed fraction of mirrored requests the candidate failed (error status, "
         "timeout, unreadable answer).")
 
+    @model_validator(mode="after")
+    def _window(self) -> Analysis:
+        if self.min_seconds >= self.max_seconds:
+            raise ValueError(MIN_SECONDS_BELOW_MAX)
+        return self
+
 
 class Rollout(Model):
-    strategy: Literal["replace", "shadow"] = Field(
+    strategy: Literal["replace", "shadow", "canary"] = Field(
         "replace",
         description="replace: a candidate that passed its gates replaces the served model at once. shadow: "
         "it first runs beside it on a mirrored copy of live traffic and is promoted only when the analysis "
-        "holds; otherwise it is stopped and the served model keeps serving.")
+        "holds; otherwise it is stopped and the served model keeps serving. canary: as shadow, and it "
+        "also answers a growing share of the live traffic (rollout.steps), judged again at each step.")
     mirror_percent: int = Field(
         100, ge=1, le=100,
-        description="strategy shadow: percent of live inference requests the serving pods copy to the "
-        "candidate (asynchronously: clients never wait for it).")
+        description="strategies shadow and canary: percent of live inference requests the serving pods copy "
+        "to the candidate (asynchronously: clients never wait for it).")
+    steps: list[Annotated[int, Field(ge=1, le=99)]] | None = Field(
+        None, min_length=1, max_length=10,
+        description="strategy canary: the percent of the serving pods the candidate's pods make up at each "
+        "step, increasing (default 25, 50); after the last step holds, the candidate replaces the served "
+        "model.")
     analysis: Analysis | None = Field(
-        None, description="strategy shadow: the thresholds of the verdict (defaults when left out).")
+        None, description="strategies shadow and canary: the thresholds of the verdict (defaults when left "
+        "out); under canary, each step must hold them on minRequests more mirrored requests.")
 
     @model_validator(mode="after")
-    def _analysis(self) -> Rollout:
-        if self.analysis is not None and self.strategy != "shadow":
+    def _strategy_fields(self) -> Rollout:
+        if self.analysis is not None and self.strategy == "replace":
             raise ValueError(ANALYSIS_NEEDS_SHADOW)
+        if self.steps is not None and self.strategy != "canary":
+            raise ValueError(STEPS_NEED_CANARY)
+        if self.steps is not None and any(a >= b for a, b in zip(self.steps, self.steps[1:], strict=False)):
+            raise ValueError(STEPS_INCREASING)
         return self
 
     @property
     def shadow(self) -> Analysis | None:
-        """The analysis to run, None when the rollout replaces without one."""
-        if self.strategy != "shadow":
+        """The analysis on mirrored live traffic (strategies shadow and canary), None under replace."""
+        if self.strategy == "replace":
             return None
         return self.analysis or Analysis()
+
+    @property
+    def canary_steps(self) -> tuple[int, ...]:
+        """The candidate's share of the serving pods at each step; empty unless strategy canary."""
+        if self.strategy != "canary":
+            return ()
+        return tuple(self.steps) if self.steps is not None else DEFAULT_CANARY_STEPS
 
 
 class JobSettings(Model):

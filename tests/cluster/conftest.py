@@ -24,7 +24,8 @@ registry. Every test here is marked `cluster`.
 `namespace` (function scope) is a fresh namespace with its default ServiceAccount, deleted
 (without waiting) after the test. `s3` (module scope) is moto on the host's address with the tiny
 models of `operator_kit`, empty otherwise, and `operator` (module scope) the operator with the
-kit's settings: a module that needs others defines its own fixture of the same name.
+kit's settings: a module that needs others defines its own fixture of the same name. `clients`
+(function scope) holds the `traffic_kit.Clients` a test starts and stops them after it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import pytest
 from optimodel.devcluster.controlplane import ClusterError
 from optimodel.devcluster.fixture import DevCluster, from_kubeconfig, reused_kubeconfig, start_throwaway, stop
 from tests.cluster.operator_kit import Operator, moto_with_tiny_models, running_operator
+from tests.cluster.traffic_kit import Clients
 
 _HERE = Path(__file__).parent
 
@@ -93,3 +95,12 @@ def operator(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) 
     """`optimodel operator -A` with the kit's settings, for the module."""
     with running_operator(dev_cluster, tmp_path_factory.mktemp("operator") / "operator.log") as runner:
         yield runner
+
+
+@pytest.fixture
+def clients(dev_cluster: DevCluster) -> Iterator[list[Clients]]:
+    """Clients calling the model that a test starts (`traffic_kit.Clients`); stopped after it."""
+    started: list[Clients] = []
+    yield started
+    for client in started:
+        client.stop()

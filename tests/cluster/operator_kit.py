@@ -44,6 +44,9 @@ TINY_MODELS = textwrap.dedent("""
         m.save(f"{out}/model-v{version}.h5")
 """)
 
+PORT_ATTEMPTS = 3
+STARTUP_SECONDS = 60  # until it serves /metrics (the first thing it does) or ends
+
 
 @contextmanager
 def moto_with_tiny_models(cluster: DevCluster, folder: Path) -> Iterator[str]:
@@ -107,7 +110,7 @@ class Operator:
         self.cluster, self.log, self.env, self.args = cluster, log, env or {}, args
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_port = free_port()
+        self.metrics_port = free_port()  # the health port is picked at each start
 
     def start(self) -> None:
         env = {
@@ -123,10 +126,33 @@ class Operator:
             "OPTIMODEL_ALLOWED_S3_ENDPOINTS": f"http://{self.cluster.host_ip}:*",
             **self.env,
         }
-        argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(self.kubeconfig), "-A"]
-        argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(free_port()), *self.args]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(PORT_ATTEMPTS):
+            argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(self.kubeconfig), "-A"]
+            argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(free_port()), *self.args]
+            logged = self.log.stat().st_size if self.log.exists() else 0
+            with self.log.open("ab") as log:
+                self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+            if not self._lost_a_port(logged):
+                return
+            self.metrics_port = free_port()  # the health port is picked at each start
+        raise AssertionError(f"the operator found its ports taken {PORT_ATTEMPTS} times; see {self.log}")
+
+    def _lost_a_port(self, logged: int) -> bool:
+        """The process ended at once because a port it was given was taken meanwhile: `free_port`
+        picks a port that was free a moment before, and another process on the machine may take it.
+        Any other exit is left for the test to see."""
+        proc = self.proc
+        assert proc is not None
+        wait_for(
+            "the operator serving /metrics, or ended",
+            lambda: proc.poll() is not None or self._metrics() is not None,
+            timeout=STARTUP_SECONDS,
+        )
+        if proc.poll() is None:
+            return False  # it serves /metrics: its ports are its own
+        with self.log.open("rb") as log:
+            log.seek(logged)
+            return b"Address already in use" in log.read()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -145,13 +171,19 @@ class Operator:
         """Reconciles this operator process ran (see `reconciles_at`); a restart starts again at 0."""
         return reconciles_at(f"http://127.0.0.1:{self.metrics_port}/metrics", result)
 
+    def _metrics(self) -> str | None:
+        """Its /metrics text, None while it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            return None
+
     def leading(self) -> bool | None:
         """`optimodel_leader` of this process: True while it holds the Lease, False while it stands by,
         None while its /metrics does not answer."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-                text = response.read().decode()
-        except OSError:
+        text = self._metrics()
+        if text is None:
             return None
         lines = [line for line in text.splitlines() if line.startswith("optimodel_leader ")]
         return float(lines[0].rsplit(" ", 1)[1]) == 1 if lines else None

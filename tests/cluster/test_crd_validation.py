@@ -150,9 +150,19 @@ BAD = {
     ),
     "analysis-without-shadow": (
         _set("spec.rollout", {"analysis": {"minRequests": 5}}),
-        "rollout.analysis is only for strategy shadow",
+        "rollout.analysis is for strategies shadow and canary",
     ),
-    "rollout-canary-not-implemented": (_set("spec.rollout.strategy", "canary"), "spec.rollout.strategy"),
+    "rollout-strategy-unknown": (_set("spec.rollout.strategy", "blue-green"), "spec.rollout.strategy"),
+    "steps-without-canary": (_set("spec.rollout", {"strategy": "shadow", "steps": [50]}), "rollout.steps is for"),
+    "steps-decreasing": (
+        _set("spec.rollout", {"strategy": "canary", "steps": [50, 20]}), "rollout.steps must increase"
+    ),
+    "steps-repeated": (_set("spec.rollout", {"strategy": "canary", "steps": [20, 20]}), "spec.rollout.steps"),
+    "step-of-all-traffic": (_set("spec.rollout", {"strategy": "canary", "steps": [100]}), "spec.rollout.steps"),
+    "min-seconds-not-below-max": (
+        _set("spec.rollout", {"strategy": "canary", "analysis": {"minSeconds": 600}}),
+        "rollout.analysis.minSeconds must be less than",
+    ),
     "agreement-for-an-error-metric": (
         _set(
             "spec.evaluation.metric",
@@ -206,6 +216,16 @@ def test_autoscaling_is_accepted_and_defaulted(
     assert parse_spec(stored["spec"]) == parse_spec(manifest["spec"])
     explain = dev_cluster.kubectl("explain", "om.spec.serving.autoscaling").stdout
     assert "targetCPUUtilizationPercentage" in explain and "not supported" in explain
+
+
+def test_canary_is_accepted_and_defaulted(dev_cluster: DevCluster, namespace: str, crd: None) -> None:
+    manifest = _set("spec.rollout", {"strategy": "canary", "analysis": {"minSeconds": 60}})
+    dev_cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(manifest))
+    stored = yaml.safe_load(dev_cluster.kubectl("get", "om", "digits", "-n", namespace, "-o", "yaml").stdout)
+    rollout = stored["spec"]["rollout"]
+    assert rollout["analysis"]["maxSeconds"] == 600 and "steps" not in rollout  # steps default in the operator
+    assert parse_spec(stored["spec"]).rollout.canary_steps == (25, 50)
+    assert parse_spec(stored["spec"]) == parse_spec(manifest["spec"])
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

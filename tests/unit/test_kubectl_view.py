@@ -126,7 +126,7 @@ def test_a_shadow_candidate_draws_beside_the_serving_deployment() -> None:
                    "containerStatuses": [{"ready": True, "restartCount": 0, "state": {"running": {}}}]},
     }
     with_shadow = Gathered(base.model, base.jobs, base.deployment, [*base.replica_sets, replica_set],
-                           [*base.pods, pod], base.events, shadow)
+                           [*base.pods, pod], base.events, [shadow])
     tree = summarize(with_shadow)["tree"]
     serving, candidate = tree["children"][-2:]
     assert serving["name"] == "digits-serving"

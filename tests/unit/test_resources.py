@@ -179,6 +179,12 @@ def test_job_carries_the_spec_and_no_secret_value() -> None:
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert parse_spec(json.loads(env["OPTIMODEL_SPEC"]["value"])) == spec
     assert env["OPTIMODEL_RECIPE_KEY"]["value"] == RECIPE
+    # How the result rolls out is none of the engine's business: an older optimizer image that does
+    # not know a newer rollout field still gets a spec it accepts.
+    canary = make_spec(rollout={"strategy": "canary", "steps": [10, 50], "analysis": {"minSeconds": 30}})
+    canary_env = {e["name"]: e for e in build_job(canary, OWNER, RECIPE, DEFAULTS)["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert "rollout" not in json.loads(canary_env["OPTIMODEL_SPEC"]["value"])
     assert env["AWS_SECRET_ACCESS_KEY"] == {
         "name": "AWS_SECRET_ACCESS_KEY",
         "valueFrom": {"secretKeyRef": {"name": "s3-credentials", "key": "AWS_SECRET_ACCESS_KEY"}},

@@ -22,7 +22,13 @@ from optimodel.errors import OptimodelError
 from optimodel.reconcile import AutoscalerObservation, DeploymentObservation, JobObservation, ServiceObservation
 from optimodel.reconcile.observed import START_PROBLEMS, PodWaiting
 from optimodel.resources import ServedArtifact
-from optimodel.resources.common import ATTEMPT_ANNOTATION, RECIPE_KEY_ANNOTATION, RETRY_ANNOTATION
+from optimodel.resources.common import (
+    ATTEMPT_ANNOTATION,
+    LIVE,
+    RECIPE_KEY_ANNOTATION,
+    RETRY_ANNOTATION,
+    TRAFFIC_LABEL,
+)
 from optimodel.resources.job import CONTAINER as JOB_CONTAINER
 from optimodel.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -290,6 +296,7 @@ def observe_deployment(deployment: Any) -> DeploymentObservation:
         owns_replicas=any(_applies_replicas(entry) for entry in deployment.metadata.managed_fields or []),
         controller_uid=_controller_uid(deployment),
         resource_version=deployment.metadata.resource_version or "",
+        live=(deployment.spec.template.metadata.labels or {}).get(TRAFFIC_LABEL) == LIVE,
     )
 
 

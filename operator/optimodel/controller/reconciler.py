@@ -51,12 +51,15 @@ from optimodel.reconcile import reasons as r
 from optimodel.reconcile.analysis import Figures, add_pod
 from optimodel.reconcile.ownership import in_the_way
 from optimodel.reconcile.policy import Policy, check_spec
-from optimodel.reconcile.shadow import analyze, figures_wanted
+from optimodel.reconcile.progressive import analyze, figures_wanted
 from optimodel.resources import (
     RETRY_ANNOTATION,
     SERVING,
     Owner,
     PodDefaults,
+    canary_name,
+    candidate_component,
+    child_name,
     job_image,
     serving_name,
     shadow_name,
@@ -228,11 +231,16 @@ class Reconciler:
         except SpecError as error:
             return replace(base, problem=Problem(r.INVALID_SPEC, str(error), retry=False)), None
         base = replace(base, spec=spec)
+        # Read only where a canary may run or have run: one GET less per reconcile for everyone else.
+        previous = base.previous.analysis if base.previous else None
+        if spec.rollout.strategy == "canary" or (previous is not None and previous.steps):
+            base = replace(base, canary=self.kube.get_deployment(owner.namespace, canary_name(owner)))
         refused = check_spec(spec, self.policy, self.pods.job_image, self.pods.serve_image)
         if refused is not None:
             return replace(base, problem=refused), None
-        shadow_service = self.kube.get_service(owner.namespace, shadow_name(owner)) if spec.rollout.shadow else None
-        blocked = in_the_way(base, self.kube.get_service(owner.namespace, serving_name(owner)), shadow_service)
+        component = candidate_component(spec)
+        candidate_service = self.kube.get_service(owner.namespace, child_name(owner, component)) if component else None
+        blocked = in_the_way(base, self.kube.get_service(owner.namespace, serving_name(owner)), candidate_service)
         if blocked is not None:
             return replace(base, problem=blocked), None
         try:
@@ -338,8 +346,12 @@ class Reconciler:
                 )
         if desired.autoscaler is not None:
             observed = replace(observed, autoscaler=self.kube.apply_autoscaler(desired.autoscaler))
-        if desired.shadow_service is not None:
-            self.kube.apply_service(desired.shadow_service)
-        if desired.shadow_deployment is not None:
-            observed = replace(observed, shadow=self.kube.apply_deployment(desired.shadow_deployment))
+        if desired.candidate_service is not None:
+            self.kube.apply_service(desired.candidate_service)
+        for candidate in desired.candidate_deployments:
+            found = self.kube.apply_deployment(candidate)
+            if candidate["metadata"]["name"] == canary_name(observed.owner):
+                observed = replace(observed, canary=found)
+            else:
+                observed = replace(observed, shadow=found)
         return observed

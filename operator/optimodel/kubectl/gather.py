@@ -14,8 +14,10 @@ from typing import Any
 from kubernetes import client
 
 from optimodel.kubectl.view import Gathered
-from optimodel.resources import Owner, serving_name, shadow_name
+from optimodel.resources import Owner, canary_name, serving_name, shadow_name
 from optimodel.spec import API_GROUP, API_VERSION, PLURAL
+
+CANDIDATES = (shadow_name, canary_name)
 
 
 class NotFound(Exception):
@@ -46,8 +48,8 @@ def get_model(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any
 
 
 def gather(api: client.ApiClient, namespace: str, name: str) -> Gathered:
-    """The resource, its Jobs, its serving and shadow Deployments with ReplicaSets, their pods and the
-    last Events."""
+    """The resource, its Jobs, its serving and candidate (shadow, canary) Deployments with ReplicaSets,
+    their pods and the last Events."""
     model = get_model(api, namespace, name)
     uid = model["metadata"]["uid"]
     instance = f"app.kubernetes.io/instance={name}"
@@ -59,14 +61,18 @@ def gather(api: client.ApiClient, namespace: str, name: str) -> Gathered:
     ]
     owner = Owner(name, namespace, uid)
     deployment = _optional(apps.read_namespaced_deployment, serving_name(owner), namespace)
-    shadow = _optional(apps.read_namespaced_deployment, shadow_name(owner), namespace)
+    candidates = [
+        found
+        for found in (_optional(apps.read_namespaced_deployment, name_of(owner), namespace) for name_of in CANDIDATES)
+        if found is not None
+    ]
     replica_sets = _raw(apps.list_namespaced_replica_set, namespace, label_selector=instance)["items"]
     pods = _raw(core.list_namespaced_pod, namespace, label_selector=instance)["items"]
-    deployments = [d for d in (deployment, shadow) if d is not None]
+    deployments = [d for d in (deployment, *candidates) if d is not None]
     uids = {uid} | {o["metadata"]["uid"] for o in [*jobs, *replica_sets, *pods, *deployments]}
     events = [
         e
         for e in _raw(core.list_namespaced_event, namespace)["items"]
         if (e.get("involvedObject") or {}).get("uid") in uids
     ]
-    return Gathered(model, jobs, deployment, replica_sets, pods, events, shadow)
+    return Gathered(model, jobs, deployment, replica_sets, pods, events, candidates)

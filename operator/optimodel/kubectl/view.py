@@ -30,7 +30,7 @@ class Gathered:
     replica_sets: Sequence[Obj] = ()
     pods: Sequence[Obj] = ()
     events: Sequence[Obj] = ()
-    shadow: Obj | None = None  # the shadow candidate's Deployment, while a shadow analysis has one
+    candidates: Sequence[Obj] = ()  # the `<name>-shadow` and `<name>-canary` Deployments that exist
 
 
 @dataclass
@@ -162,7 +162,7 @@ def _deployment_node(deployment: Obj, replica_sets: Sequence[Obj], pods: Sequenc
 def _tree(gathered: Gathered) -> Node:
     model, status = gathered.model, gathered.model.get("status") or {}
     children = [_job_node(job, gathered.pods) for job in _by_age(gathered.jobs)]
-    for deployment in (gathered.deployment, gathered.shadow):
+    for deployment in (gathered.deployment, *gathered.candidates):
         if deployment is not None:
             children.append(_deployment_node(deployment, gathered.replica_sets, gathered.pods))
     return Node(
@@ -273,7 +273,8 @@ def _candidate_lines(summary: Mapping[str, Any]) -> list[str]:
 
 
 def _analysis_lines(summary: Mapping[str, Any], now: datetime) -> list[str]:
-    """A shadow analysis: its phase, the live figures, since when, and its message."""
+    """A shadow or canary analysis: its phase (and canary step), the live figures, since when, and its
+    message."""
     analysis = summary.get("analysis")
     if not analysis:
         return []
@@ -287,8 +288,11 @@ def _analysis_lines(summary: Mapping[str, Any], now: datetime) -> list[str]:
         if analysis.get(key) is not None:
             figures.append(f"{label} {_number(analysis[key])}")
     since = f"started {_age(analysis.get('startedAt'), now)} ago"
+    step = ""
+    if analysis.get("step") is not None:
+        step = f" step {analysis['step']}/{analysis.get('steps')} ({analysis.get('trafficPercent', 0)}% of pods)"
     return [
-        f"Analysis:      {analysis.get('phase')} {_short(analysis.get('candidateSha256'))} | "
+        f"Analysis:      {analysis.get('phase')} {_short(analysis.get('candidateSha256'))}{step} | "
         + ", ".join(figures) + f" | {since}",
         f"               {analysis.get('message', '')}",
     ]

@@ -1,11 +1,12 @@
-"""The shadow analysis: serving pods' /metrics -> figures -> a verdict. Pure layer: stdlib and spec.
+"""The analysis on live traffic: serving pods' /metrics -> figures -> a verdict. Pure layer.
 
-The serving pods mirror live requests to the candidate and count, per candidate sha256, how its
-answers compare (`optimodel.serve.mirror`). The controller fetches their /metrics text; everything
-after that is here: parse (the text comes from pods and is treated as hostile: bounded, every line
-checked, anything odd ignored), add up over pods, and judge with three outcomes as Argo Rollouts
-does: passed (every threshold holds after `minRequests`), failed (one threshold fails after
-`minRequests`, or `maxSeconds` passed first), or running (not enough requests yet).
+Under strategies shadow and canary the serving pods mirror live requests to the candidate and
+count, per candidate sha256, how its answers compare (`optimodel.serve.mirror`). The controller
+fetches their /metrics text; everything after that is here: parse (the text comes from pods and is
+treated as hostile: bounded, every line checked, anything odd ignored), add up over pods, and judge
+with three outcomes as Argo Rollouts does: passed (every threshold holds after `minRequests`),
+failed (one threshold fails after `minRequests`, or `maxSeconds` passed first), or running (not
+enough requests yet).
 
 The verdict is final: it is written to status with the figures it was made on, and a later
 reconcile keeps it for the same candidate instead of judging again.
@@ -192,19 +193,28 @@ def _failures(analysis: Analysis, figures: Figures) -> list[str]:
     return failed
 
 
-def judge(analysis: Analysis, figures: Figures | None, elapsed: float, higher_is_better: bool) -> Judgement:
-    """Passed, Failed or Running, with the figures and, on failure, every threshold that broke."""
+def judge(
+    analysis: Analysis, figures: Figures | None, elapsed: float, higher_is_better: bool, before: float = 0.0
+) -> Judgement:
+    """Passed, Failed or Running, with the figures and, on failure, every threshold that broke.
+
+    `before`: mirrored requests counted before this judgement's window opened (a canary step's
+    start); the window needs `minRequests` more, and the thresholds apply to all the figures.
+    """
     summary = describe(figures, higher_is_better)
-    total = figures.total if figures is not None else 0.0
-    if figures is not None and total >= analysis.min_requests:
+    counted = max(0.0, figures.total - before) if figures is not None else 0.0
+    if figures is not None and counted >= analysis.min_requests:
         failed = _failures(analysis, figures)
         if failed:
             return Judgement("Failed", f"{'; '.join(failed)} ({summary})")
+        if elapsed < analysis.min_seconds:
+            left = analysis.min_seconds - elapsed
+            return Judgement("Running", f"every threshold holds, judged {left:.0f} s more (minSeconds) ({summary})")
         return Judgement("Passed", f"every threshold held ({summary})")
     if elapsed >= analysis.max_seconds:
         return Judgement(
             "Failed",
-            f"maxSeconds: {analysis.max_seconds} s passed with {total:.0f}/{analysis.min_requests} mirrored "
+            f"maxSeconds: {analysis.max_seconds} s passed with {counted:.0f}/{analysis.min_requests} mirrored "
             f"requests ({summary})",
         )
-    return Judgement("Running", f"{total:.0f}/{analysis.min_requests} mirrored requests so far ({summary})")
+    return Judgement("Running", f"{counted:.0f}/{analysis.min_requests} mirrored requests so far ({summary})")

@@ -5,10 +5,12 @@ requested (`retry`); the Deployment serves the candidate when it passed its gate
 whatever it served before (read from its own annotations): a model that fails never replaces one
 that passed.
 
-With `spec.rollout.strategy: shadow` a candidate replaces a served model only once its shadow
-analysis passed (`observed.analysis`, judged by `reconcile.shadow`); meanwhile its pods run in a
-Deployment of their own, scaled to zero once the verdict is in, and the serving pods mirror to the
-shadow Service.
+With `spec.rollout.strategy` shadow or canary a candidate replaces a served model only once its
+analysis passed (`observed.analysis`, judged by `reconcile.progressive`); meanwhile its pods run in
+a Deployment of their own (`<name>-shadow`, `<name>-canary`), scaled to zero once the verdict is in,
+and the serving pods mirror to its Service. Under canary the candidate's pods also take a share of
+the live traffic: they carry the traffic label the serving Service selects by, once every serving
+pod carries it too (the serving pods get it first, which rolls them once).
 
 With `spec.serving.autoscaling` a HorizontalPodAutoscaler goes with the Deployment, which then
 carries no replica count: the autoscaler owns it. Without it, an autoscaler this resource made
@@ -26,15 +28,18 @@ from optimodel.reconcile.observed import AutoscalerObservation, Observed
 from optimodel.reconcile.retry import Retry, decide_retry
 from optimodel.report import GateResult, Report
 from optimodel.resources import (
+    CANARY,
     SHADOW,
     PodDefaults,
     ServedArtifact,
     build_autoscaler,
+    build_candidate_deployment,
     build_deployment,
     build_job,
     build_replicas_handover,
     build_service,
-    build_shadow_deployment,
+    canary_replicas,
+    candidate_component,
     shadow_replicas,
 )
 from optimodel.spec import OptimizedModelSpec
@@ -47,8 +52,9 @@ class Desired:
     service: dict[str, Any] | None = None
     autoscaler: dict[str, Any] | None = None  # applied after the Deployment it scales
     replicas_handover: dict[str, Any] | None = None  # applied before the Deployment: see below
-    shadow_deployment: dict[str, Any] | None = None  # the candidate's pods, or them scaled to zero
-    shadow_service: dict[str, Any] | None = None  # what the serving pods mirror to
+    # The candidate's pods, or them scaled to zero (and a candidate left by the other strategy).
+    candidate_deployments: list[dict[str, Any]] = field(default_factory=list)
+    candidate_service: dict[str, Any] | None = None  # what the serving pods mirror to
     stale_autoscaler: AutoscalerObservation | None = None  # this resource's autoscaler, no longer wanted
     served: ServedArtifact | None = None
     rollout: bool = False  # the served model changes: a new rollout starts
@@ -109,16 +115,45 @@ def _replicas_handover(observed: Observed, spec: OptimizedModelSpec) -> dict[str
     return build_replicas_handover(observed.owner, replicas)
 
 
-def _shadow_deployment(observed: Observed, defaults: PodDefaults) -> dict[str, Any] | None:
-    """The candidate's pods while its analysis runs; afterwards the same Deployment scaled to zero."""
-    spec, analysis, report, found = observed.spec, observed.analysis, observed.result, observed.shadow
+def canary_share(observed: Observed, percent: int) -> tuple[int, int]:
+    """The candidate's pods for a step, and their actual share (percent) of the Service's pods.
+
+    None of them until every serving pod carries the traffic label: before, the Service does not
+    select by it and the candidate's pods would answer no live request.
+    """
+    if not observed.serving_live or observed.deployment is None:
+        return 0, 0
+    serving = max(observed.deployment.replicas, 1)
+    canary = canary_replicas(serving, percent)
+    return canary, round(100 * canary / (serving + canary))
+
+
+def _candidate_replicas(observed: Observed, component: str) -> int:
+    spec, analysis = observed.spec, observed.analysis
+    assert spec is not None and analysis is not None
+    if component == SHADOW:
+        return shadow_replicas(spec)
+    steps = spec.rollout.canary_steps
+    return canary_share(observed, steps[min(analysis.step or 1, len(steps)) - 1])[0]
+
+
+def _candidate_deployments(observed: Observed, defaults: PodDefaults) -> list[dict[str, Any]]:
+    """The candidate's pods while its analysis runs; afterwards, and for a Deployment of the other
+    strategy, the same Deployment scaled to zero."""
+    spec, analysis, report = observed.spec, observed.analysis, observed.result
     assert spec is not None
-    if analysis is not None and analysis.phase == r.ANALYZING and report is not None:
-        return build_shadow_deployment(spec, observed.owner, _candidate(report), defaults, shadow_replicas(spec))
-    ours = found is not None and found.controller_uid == observed.owner.uid
-    if found is not None and ours and found.served is not None and found.replicas > 0:
-        return build_shadow_deployment(spec, observed.owner, found.served, defaults, 0)
-    return None
+    running = candidate_component(spec) if analysis is not None and analysis.phase == r.ANALYZING else None
+    wanted = []
+    for component, found in ((SHADOW, observed.shadow), (CANARY, observed.canary)):
+        if component == running and report is not None:
+            replicas = _candidate_replicas(observed, component)
+            candidate = _candidate(report)
+            wanted.append(build_candidate_deployment(spec, observed.owner, candidate, defaults, component, replicas))
+            continue
+        ours = found is not None and found.controller_uid == observed.owner.uid
+        if found is not None and ours and found.served is not None and found.replicas > 0:
+            wanted.append(build_candidate_deployment(spec, observed.owner, found.served, defaults, component, 0))
+    return wanted
 
 
 def desired_children(observed: Observed, defaults: PodDefaults) -> Desired:
@@ -135,17 +170,17 @@ def desired_children(observed: Observed, defaults: PodDefaults) -> Desired:
         served = before  # judged on mirrored traffic first; a failed candidate never serves
     if served is None:
         return Desired(job=job, retry=retry, stale_autoscaler=stale)
-    shadowing = spec.rollout.shadow is not None
+    component = candidate_component(spec)
     autoscaled = spec.serving.autoscaling is not None
     return Desired(
         job=job,
         deployment=build_deployment(spec, observed.owner, served, defaults),
-        service=build_service(spec, observed.owner),
+        service=build_service(spec, observed.owner, live=observed.serving_live),
         autoscaler=build_autoscaler(spec, observed.owner) if autoscaled else None,
         replicas_handover=_replicas_handover(observed, spec),
         stale_autoscaler=stale,
-        shadow_deployment=_shadow_deployment(observed, defaults),
-        shadow_service=build_service(spec, observed.owner, SHADOW) if shadowing else None,
+        candidate_deployments=_candidate_deployments(observed, defaults),
+        candidate_service=build_service(spec, observed.owner, component) if component else None,
         served=served,
         rollout=before is None or before.sha256 != served.sha256,
         retry=retry,

@@ -89,6 +89,7 @@ class DeploymentObservation:
     owns_replicas: bool = False  # the operator's server-side apply owns spec.replicas (a fixed count)
     controller_uid: str | None = None  # uid of its controlling owner reference, if any
     resource_version: str = ""  # metadata.resourceVersion: any change of the Deployment changes it
+    live: bool = False  # its pod template carries the traffic label (strategy canary)
 
     @property
     def rolled_out(self) -> bool:
@@ -139,5 +140,19 @@ class Observed:
     previous: OptimizedModelStatus | None = None
     retry_requested: str | None = None  # the resource's optimodel.io/retry-requested-at annotation
     shadow: DeploymentObservation | None = None  # the shadow candidate's Deployment (strategy shadow)
+    canary: DeploymentObservation | None = None  # the canary candidate's Deployment (strategy canary)
     figures: Figures | None = None  # the serving pods' mirrored-traffic figures for the candidate
-    analysis: AnalysisStatus | None = None  # the shadow analysis as judged at this reconcile (`shadow.analyze`)
+    analysis: AnalysisStatus | None = None  # as judged at this reconcile (`progressive.analyze`)
+
+    @property
+    def candidate_pods(self) -> DeploymentObservation | None:
+        """The Deployment a candidate of the current strategy runs in during its analysis."""
+        strategy = self.spec.rollout.strategy if self.spec is not None else "replace"
+        return self.shadow if strategy == "shadow" else self.canary if strategy == "canary" else None
+
+    @property
+    def serving_live(self) -> bool:
+        """Every serving pod carries the traffic label: the Service may select by it (strategy canary)."""
+        deployment, spec = self.deployment, self.spec
+        canary = spec is not None and spec.rollout.strategy == "canary"
+        return canary and deployment is not None and deployment.live and deployment.rolled_out

@@ -54,6 +54,7 @@ WARNING_REASONS = frozenset(
         r.NO_CANDIDATE,
         r.ROLLOUT_STALLED,
         r.SHADOW_FAILED,
+        r.CANARY_FAILED,
     }
 )
 EVENT_CONDITIONS = (r.OPTIMIZED, r.GATES_PASSED, r.READY)
@@ -265,19 +266,22 @@ def _ready(
     assert report is not None and report.artifact is not None
     sha = report.artifact.sha256
     analysis = observed.analysis
+    canary = analysis is not None and analysis.steps is not None
+    what = "canary analysis" if canary else "shadow analysis"
     if analysis is not None and analysis.phase == r.ANALYZING:
         return _Progress(
             False,
-            r.SHADOW_ANALYZING,
-            f"shadow analysis of {_short(sha)} on mirrored live traffic: {analysis.message}{serving}",
+            r.CANARY_ANALYZING if canary else r.SHADOW_ANALYZING,
+            f"{what} of {_short(sha)} on live traffic: {analysis.message}{serving}",
             r.ANALYZING,
             retry=True,  # look again soon: the figures grow with the traffic
         )
     if analysis is not None and analysis.phase == r.ANALYSIS_FAILED:
+        back = "; every live request goes to the served model again" if canary else ""
         return _Progress(
             False,
-            r.SHADOW_FAILED,
-            f"the shadow analysis stopped {_short(sha)}: {analysis.message}{serving}; change the spec "
+            r.CANARY_FAILED if canary else r.SHADOW_FAILED,
+            f"the {what} stopped {_short(sha)}: {analysis.message}{serving}{back}; change the spec "
             "for a new candidate",
             r.ANALYSIS_FAILED_PHASE,
             stalled=True,
@@ -333,17 +337,20 @@ def _events(before: list[Condition], after: list[Condition]) -> list[Event]:
 
 
 def _verdict_event(observed: Observed) -> list[Event]:
-    """An Event when a shadow analysis passed at this reconcile (a failure is the Ready transition's)."""
+    """An Event when an analysis passed, or a canary step held, at this reconcile (a failure is the
+    Ready transition's)."""
     analysis, previous = observed.analysis, observed.previous.analysis if observed.previous else None
-    if analysis is None or analysis.phase != r.ANALYSIS_PASSED or previous == analysis:
+    if analysis is None or previous == analysis:
         return []
-    return [
-        Event(
-            "Normal",
-            r.SHADOW_PASSED,
-            f"promoting {_short(analysis.candidate_sha256)} after its shadow analysis: {analysis.message}",
-        )
-    ]
+    sha = _short(analysis.candidate_sha256)
+    if analysis.phase == r.ANALYSIS_PASSED:
+        reason, what = (r.CANARY_PASSED, "canary") if analysis.steps else (r.SHADOW_PASSED, "shadow")
+        return [Event("Normal", reason, f"promoting {sha} after its {what} analysis: {analysis.message}")]
+    if previous is None or previous.candidate_sha256 != analysis.candidate_sha256:
+        return []
+    if analysis.phase == r.ANALYZING and previous.step is not None and (analysis.step or 0) > previous.step:
+        return [Event("Normal", r.CANARY_STEP_PASSED, f"{sha}: {analysis.message}")]
+    return []
 
 
 def compute_outcome(observed: Observed, now: str) -> Outcome:

@@ -14,12 +14,13 @@ from optimodel.reconcile.observed import Observed, Problem, ServiceObservation
 
 
 def in_the_way(
-    observed: Observed, service: ServiceObservation | None, shadow_service: ServiceObservation | None = None
+    observed: Observed, service: ServiceObservation | None, candidate_service: ServiceObservation | None = None
 ) -> Problem | None:
     """A Problem naming every serving object of this name that is not this resource's, or None.
 
     A foreign autoscaler matters only when the spec asks for one, and so do a foreign `<name>-shadow`
-    Deployment and Service (strategy shadow): otherwise they are left alone (and never deleted).
+    or `<name>-canary` Deployment and Service (the strategy's candidate): otherwise they are left alone
+    (and never deleted).
     """
     uid, found = observed.owner.uid, []
     deployment, autoscaler, spec = observed.deployment, observed.autoscaler, observed.spec
@@ -34,9 +35,8 @@ def in_the_way(
         and spec.serving.autoscaling is not None
     ):
         found.append(f"HorizontalPodAutoscaler {autoscaler.name}")
-    shadowing = spec is not None and spec.rollout.shadow is not None
-    for kind, other in (("Deployment", observed.shadow), ("Service", shadow_service)):
-        if shadowing and other is not None and other.controller_uid != uid:
+    for kind, other in (("Deployment", observed.candidate_pods), ("Service", candidate_service)):
+        if other is not None and other.controller_uid != uid:
             found.append(f"{kind} {other.name}")
     if not found:
         return None

@@ -72,6 +72,10 @@ NOTHING_SERVED: Final = "NothingServed"
 SHADOW_ANALYZING: Final = "ShadowAnalyzing"
 SHADOW_PASSED: Final = "ShadowAnalysisPassed"  # Event: the candidate is promoted
 SHADOW_FAILED: Final = "ShadowAnalysisFailed"
+CANARY_ANALYZING: Final = "CanaryAnalyzing"
+CANARY_STEP_PASSED: Final = "CanaryStepPassed"  # Event: the candidate takes the next step's share
+CANARY_PASSED: Final = "CanaryAnalysisPassed"  # Event: the candidate is promoted
+CANARY_FAILED: Final = "CanaryAnalysisFailed"
 RECONCILED: Final = "Reconciled"
 PROGRESSING: Final = "Progressing"
 

@@ -75,7 +75,7 @@ class ServingStatus(Wire):
 
 
 class AnalysisStatus(Wire):
-    """A shadow analysis (spec.rollout.strategy shadow): live figures while it runs, then its verdict."""
+    """A shadow or canary analysis (spec.rollout.strategy): live figures while it runs, then its verdict."""
 
     candidate_sha256: str = Field(description="SHA-256 of the candidate under analysis.")
     phase: str = Field(description="Analyzing, Passed (promoted) or Failed (stopped; the served model stays).")
@@ -93,6 +93,13 @@ class AnalysisStatus(Wire):
     candidate_p95_ms: float | None = Field(None, description="p95 inference time of the candidate, ms.")
     p95_latency_ratio: float | None = Field(None, description="candidateP95Ms / servingP95Ms.")
     pods: int = Field(0, description="Serving pods whose figures were read at the last look.")
+    step: int | None = Field(None, description="Canary: the step under analysis, from 1 (or the last one judged).")
+    steps: int | None = Field(None, description="Canary: how many steps the candidate goes through.")
+    traffic_percent: int | None = Field(
+        None, description="Canary: the candidate's pods' share of the pods behind the serving Service, percent.")
+    step_started_at: str | None = Field(None, description="Canary: when the current step started (RFC 3339).")
+    step_start_requests: int | None = Field(
+        None, description="Canary: mirrored requests counted when the step started; each step needs minRequests more.")
 
 
 class UsedResult(Wire):

@@ -5,34 +5,53 @@ golden objects and re-applied idempotently. May import `optimodel.spec` and the 
 """
 
 from optimodel.resources.autoscaler import build_autoscaler
-from optimodel.resources.common import RETRY_ANNOTATION, Owner, PodDefaults, job_name, serving_name, shadow_name
+from optimodel.resources.common import (
+    RETRY_ANNOTATION,
+    TRAFFIC_LABEL,
+    Owner,
+    PodDefaults,
+    canary_name,
+    job_name,
+    serving_name,
+    shadow_name,
+)
 from optimodel.resources.job import build_job, job_image
 from optimodel.resources.serving import (
+    CANARY,
     SERVING,
     SHADOW,
     ServedArtifact,
+    build_candidate_deployment,
     build_deployment,
     build_replicas_handover,
     build_service,
-    build_shadow_deployment,
+    canary_replicas,
+    candidate_component,
+    child_name,
     serve_args,
     serving_url,
     shadow_replicas,
 )
 
 __all__ = [
+    "CANARY",
     "RETRY_ANNOTATION",
     "SERVING",
     "SHADOW",
+    "TRAFFIC_LABEL",
     "Owner",
     "PodDefaults",
     "ServedArtifact",
     "build_autoscaler",
+    "build_candidate_deployment",
     "build_deployment",
     "build_job",
     "build_replicas_handover",
     "build_service",
-    "build_shadow_deployment",
+    "canary_name",
+    "canary_replicas",
+    "candidate_component",
+    "child_name",
     "job_image",
     "job_name",
     "serve_args",

@@ -21,6 +21,10 @@ CONTENT_KEY_ANNOTATION = ANNOTATION_PREFIX + "content-key"
 ARTIFACT_URI_ANNOTATION = ANNOTATION_PREFIX + "artifact-uri"
 ARTIFACT_SHA256_ANNOTATION = ANNOTATION_PREFIX + "artifact-sha256"
 SHORT_HASH = 10
+# strategy canary: on the pods the Service `<name>-serving` sends live traffic to, both the served
+# model's and the candidate's; each Deployment's selector tells its own pods apart by component.
+TRAFFIC_LABEL = ANNOTATION_PREFIX + "traffic"
+LIVE = "live"
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,11 @@ def shadow_name(owner: Owner) -> str:
     """The shadow candidate's Deployment and Service (spec.rollout.strategy shadow); no longer than
     the serving name, so every valid resource name fits."""
     return f"{owner.name}-shadow"
+
+
+def canary_name(owner: Owner) -> str:
+    """The canary candidate's Deployment and Service (spec.rollout.strategy canary)."""
+    return f"{owner.name}-canary"
 
 
 def metadata(

@@ -39,6 +39,15 @@ def job_image(spec: OptimizedModelSpec, defaults: PodDefaults) -> str:
     return spec.job.image or defaults.job_image
 
 
+def job_wire(spec: OptimizedModelSpec) -> dict[str, Any]:
+    """The spec the engine reads, without `rollout`: how a passed candidate reaches traffic is the
+    operator's business, and its fields (with their defaults) would otherwise reach an optimizer
+    image older than the operator (`spec.job.image` pinned) that refuses fields it does not know."""
+    wire = spec.to_wire()
+    wire.pop("rollout", None)
+    return wire
+
+
 def build_job(
     spec: OptimizedModelSpec,
     owner: Owner,
@@ -55,7 +64,7 @@ def build_job(
         if retry_token is not None:
             annotations[RETRY_ANNOTATION] = retry_token
     meta = metadata(owner, name, "optimizer", annotations)
-    wire = json.dumps(spec.to_wire(), sort_keys=True, separators=(",", ":"))
+    wire = json.dumps(job_wire(spec), sort_keys=True, separators=(",", ":"))
     env = [
         {"name": "OPTIMODEL_SPEC", "value": wire},
         {"name": "OPTIMODEL_RECIPE_KEY", "value": recipe_key},

@@ -15,6 +15,7 @@ the preStop hook, covers all three with a margin, so no request is cut by SIGKIL
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +23,12 @@ from optimodel.resources.common import (
     ARTIFACT_SHA256_ANNOTATION,
     ARTIFACT_URI_ANNOTATION,
     CONTENT_KEY_ANNOTATION,
+    LIVE,
     SCRATCH,
+    TRAFFIC_LABEL,
     Owner,
     PodDefaults,
+    canary_name,
     container_security,
     credential_env,
     labels,
@@ -38,7 +42,9 @@ from optimodel.resources.common import (
 from optimodel.spec import Metric, OptimizedModelSpec
 
 CONTAINER = "serve"
-SERVING, SHADOW = "serving", "shadow"  # the `app.kubernetes.io/component` of each Deployment's pods
+# The `app.kubernetes.io/component` of each Deployment's pods: the served model's, and a candidate's
+# under strategy shadow or canary.
+SERVING, SHADOW, CANARY = "serving", "shadow", "canary"
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"
 PRESTOP_SLEEP_SECONDS = 5  # endpoint removal reaching kube-proxy on every node
@@ -113,22 +119,35 @@ def serve_args(spec: OptimizedModelSpec, name: str, artifact: ServedArtifact) ->
     return args
 
 
-def mirror_args(spec: OptimizedModelSpec, owner: Owner) -> list[str]:
-    """strategy shadow: the serving pods copy live requests to the shadow Service and compare.
+def child_name(owner: Owner, component: str) -> str:
+    """The Deployment (and Service) of each component."""
+    names = {SERVING: serving_name, SHADOW: shadow_name, CANARY: canary_name}
+    return names[component](owner)
 
-    Always there under strategy shadow, candidate or not (a Service without endpoints refuses at
+
+def candidate_component(spec: OptimizedModelSpec) -> str | None:
+    """Where a candidate runs during its analysis: SHADOW or CANARY; None under strategy replace."""
+    strategy = spec.rollout.strategy
+    return SHADOW if strategy == "shadow" else CANARY if strategy == "canary" else None
+
+
+def mirror_args(spec: OptimizedModelSpec, owner: Owner) -> list[str]:
+    """strategies shadow and canary: the serving pods copy live requests to the candidate's Service
+    and compare.
+
+    Always there under these strategies, candidate or not (a Service without endpoints refuses at
     once, and those failures are labelled with no candidate): so starting and stopping a candidate
     never changes the serving pods' template, which would roll them.
     """
-    rollout = spec.rollout
-    if rollout.shadow is None:
+    component = candidate_component(spec)
+    if component is None:
         return []
     compare = "classes" if Metric(spec.evaluation.metric).higher_is_better else "values"
     return [
         "--mirror-url",
-        serving_url(owner, spec.serving.port, shadow_name(owner)),
+        serving_url(owner, spec.serving.port, child_name(owner, component)),
         "--mirror-percent",
-        str(rollout.mirror_percent),
+        str(spec.rollout.mirror_percent),
         "--mirror-compare",
         compare,
     ]
@@ -146,9 +165,11 @@ def _probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:
 def build_deployment(
     spec: OptimizedModelSpec, owner: Owner, artifact: ServedArtifact, defaults: PodDefaults
 ) -> dict[str, Any]:
-    """The serving pods: behind the Service, mirroring to a shadow candidate under strategy shadow."""
+    """The serving pods: behind the Service, mirroring to a candidate under strategies shadow and
+    canary; under canary they carry the traffic label they share with the candidate's pods."""
     args = serve_args(spec, owner.name, artifact) + mirror_args(spec, owner)
-    return _deployment(spec, owner, artifact, defaults, SERVING, args, spec.serving.fixed_replicas)
+    live = candidate_component(spec) == CANARY
+    return _deployment(spec, owner, artifact, defaults, SERVING, args, spec.serving.fixed_replicas, live)
 
 
 def shadow_replicas(spec: OptimizedModelSpec) -> int:
@@ -158,13 +179,26 @@ def shadow_replicas(spec: OptimizedModelSpec) -> int:
     return max(1, replicas or 0)
 
 
-def build_shadow_deployment(
-    spec: OptimizedModelSpec, owner: Owner, artifact: ServedArtifact, defaults: PodDefaults, replicas: int
+def canary_replicas(serving: int, percent: int) -> int:
+    """Candidate pods beside `serving` served-model pods so that they make up at least `percent` of
+    all (at least one): replica ratio behind one Service, as Argo Rollouts does without a mesh. The
+    served model's pods stay as many as before, so an abort loses no capacity."""
+    return max(1, math.ceil(percent * max(serving, 1) / (100 - percent)))
+
+
+def build_candidate_deployment(
+    spec: OptimizedModelSpec,
+    owner: Owner,
+    artifact: ServedArtifact,
+    defaults: PodDefaults,
+    component: str,
+    replicas: int,
 ) -> dict[str, Any]:
-    """The candidate's pods during a shadow analysis, outside the Service's selector (their own
-    component label); scaled to 0 once the verdict is in."""
+    """The candidate's pods during an analysis, scaled to 0 once the verdict is in. Their own
+    component label keeps them out of the serving Deployment's selector; under canary the traffic
+    label puts them behind the Service `<name>-serving` beside the served model's pods."""
     args = serve_args(spec, owner.name, artifact)
-    return _deployment(spec, owner, artifact, defaults, SHADOW, args, replicas)
+    return _deployment(spec, owner, artifact, defaults, component, args, replicas, component == CANARY)
 
 
 def _deployment(
@@ -175,9 +209,9 @@ def _deployment(
     component: str,
     args: list[str],
     replicas: int | None,
+    live: bool,
 ) -> dict[str, Any]:
-    name = serving_name(owner) if component == SERVING else shadow_name(owner)
-    meta = metadata(owner, name, component)
+    meta = metadata(owner, child_name(owner, component), component)
     port = spec.serving.port
     container = {
         "name": CONTAINER,
@@ -207,7 +241,7 @@ def _deployment(
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
                 "metadata": {
-                    "labels": dict(meta["labels"]),
+                    "labels": {**meta["labels"], **({TRAFFIC_LABEL: LIVE} if live else {})},
                     "annotations": {**artifact.annotations(), **scrape_annotations(port)},
                 },
                 "spec": {
@@ -243,16 +277,29 @@ def serving_url(owner: Owner, port: int, service: str | None = None) -> str:
     return f"http://{service or serving_name(owner)}.{owner.namespace}.svc:{port}"
 
 
-def build_service(spec: OptimizedModelSpec, owner: Owner, component: str = SERVING) -> dict[str, Any]:
-    """The Service of the serving pods, or (strategy shadow) the one the serving pods mirror to."""
-    name = serving_name(owner) if component == SERVING else shadow_name(owner)
+def live_selector(owner: Owner) -> dict[str, str]:
+    """strategy canary: the pods of both Deployments that carry the traffic label."""
+    selector = {key: value for key, value in labels(owner, SERVING).items() if key != "app.kubernetes.io/component"}
+    return {**selector, TRAFFIC_LABEL: LIVE}
+
+
+def build_service(
+    spec: OptimizedModelSpec, owner: Owner, component: str = SERVING, live: bool = False
+) -> dict[str, Any]:
+    """The Service of the serving pods, or the candidate's one the serving pods mirror to.
+
+    `live` (strategy canary, once every serving pod carries the traffic label): the serving Service
+    selects by that label, so a canary's pods take their share of the traffic. Before, it selects
+    the serving pods by component, which every one of them has, with or without the label: the
+    switch in either direction never leaves the Service without the served model's pods.
+    """
     port = spec.serving.port
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(owner, name, component),
+        "metadata": metadata(owner, child_name(owner, component), component),
         "spec": {
-            "selector": labels(owner, component),
+            "selector": live_selector(owner) if live else labels(owner, component),
             "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
         },
     }

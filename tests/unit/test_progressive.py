@@ -1,5 +1,5 @@
-"""spec.rollout and the shadow analysis as pure code: spec rules, /metrics parsing, the verdict, and
-what the reconcile does with it (which model serves, the candidate's pods, status, Events)."""
+"""spec.rollout and the shadow and canary analyses as pure code: spec rules, /metrics parsing, the verdict,
+and what the reconcile does with it (which model serves, the candidate's pods, status, Events)."""
 
 from __future__ import annotations
 
@@ -19,12 +19,15 @@ from optimodel.reconcile import (
 )
 from optimodel.reconcile import reasons as r
 from optimodel.reconcile.analysis import Figures, add_pod, judge, quantile, worker_of
-from optimodel.reconcile.shadow import analyze, figures_wanted
-from optimodel.resources import Owner, PodDefaults, build_deployment
+from optimodel.reconcile.progressive import analyze, figures_wanted
+from optimodel.resources import TRAFFIC_LABEL, Owner, PodDefaults, build_deployment, canary_replicas
 from optimodel.spec import (
     ANALYSIS_NEEDS_SHADOW,
     MAX_DIFFERENCE_FOR_VALUES,
     MIN_AGREEMENT_FOR_CLASSES,
+    MIN_SECONDS_BELOW_MAX,
+    STEPS_INCREASING,
+    STEPS_NEED_CANARY,
     Analysis,
     parse_spec,
 )
@@ -65,7 +68,12 @@ def test_rollout_defaults_to_replace_without_analysis() -> None:
         ("accuracy", {"analysis": {"minRequests": 5}}, ANALYSIS_NEEDS_SHADOW),
         ("mae", {"strategy": "shadow", "analysis": {"minAgreement": 0.9}}, MIN_AGREEMENT_FOR_CLASSES),
         ("accuracy", {"strategy": "shadow", "analysis": {"maxMeanAbsoluteDifference": 1}}, MAX_DIFFERENCE_FOR_VALUES),
-        ("accuracy", {"strategy": "canary"}, "spec.rollout.strategy"),
+        ("accuracy", {"strategy": "blue-green"}, "spec.rollout.strategy"),
+        ("accuracy", {"strategy": "shadow", "steps": [50]}, STEPS_NEED_CANARY),
+        ("accuracy", {"strategy": "canary", "steps": [50, 20]}, STEPS_INCREASING),
+        ("accuracy", {"strategy": "canary", "steps": [50, 50]}, STEPS_INCREASING),
+        ("accuracy", {"strategy": "canary", "steps": [100]}, "spec.rollout.steps.0"),
+        ("accuracy", {"strategy": "canary", "analysis": {"minSeconds": 600}}, MIN_SECONDS_BELOW_MAX),
         ("accuracy", {"strategy": "shadow", "analysis": {"minRequests": 0}}, "spec.rollout.analysis.minRequests"),
         ("accuracy", {"strategy": "shadow", "mirrorPercent": 101}, "spec.rollout.mirrorPercent"),
     ],
@@ -80,8 +88,12 @@ def test_crd_rules_carry_the_rollout_messages() -> None:
     texts = " ".join(rule["messageExpression"] for rule in spec["x-kubernetes-validations"])
     assert MIN_AGREEMENT_FOR_CLASSES in texts and MAX_DIFFERENCE_FOR_VALUES in texts
     rollout = spec["properties"]["rollout"]
-    assert [rule["message"] for rule in rollout["x-kubernetes-validations"]] == [ANALYSIS_NEEDS_SHADOW]
-    assert rollout["properties"]["strategy"]["enum"] == ["replace", "shadow"]
+    messages = [rule["message"] for rule in rollout["x-kubernetes-validations"]]
+    assert messages == [ANALYSIS_NEEDS_SHADOW, STEPS_NEED_CANARY, STEPS_INCREASING]
+    assert rollout["properties"]["strategy"]["enum"] == ["replace", "shadow", "canary"]
+    assert rollout["properties"]["steps"]["x-kubernetes-list-type"] == "set"  # no repeats
+    analysis_rules = rollout["properties"]["analysis"]["x-kubernetes-validations"]
+    assert [rule["message"] for rule in analysis_rules] == [MIN_SECONDS_BELOW_MAX]
 
 
 # /metrics text -> figures
@@ -184,6 +196,14 @@ def test_judge(measured: Figures | None, elapsed: float, verdict: str, words: st
     assert judgement.verdict == verdict and words in judgement.message, judgement.message
 
 
+def test_min_seconds_holds_a_pass_but_not_a_failure() -> None:
+    analysis = Analysis(min_requests=100, min_seconds=120, min_agreement=0.9)
+    held = judge(analysis, figures(150), 60, higher_is_better=True)
+    assert held.verdict == "Running" and "judged 60 s more (minSeconds)" in held.message
+    assert judge(analysis, figures(150), 120, higher_is_better=True).verdict == "Passed"
+    assert judge(analysis, figures(150, agreeing=0.5), 10, higher_is_better=True).verdict == "Failed"
+
+
 def test_regression_is_judged_on_the_mean_absolute_difference() -> None:
     analysis = Analysis(min_requests=10, max_mean_absolute_difference=0.5)
     close = Figures(requests=10, compared=40, difference=8.0, pods=1)
@@ -200,6 +220,11 @@ def shadow_deployment(sha: str, replicas: int = 2) -> DeploymentObservation:
     return replace(
         deployment(sha), name="digits-shadow", replicas=replicas, served=served(sha[:2]), controller_uid=OWNER.uid
     )
+
+
+def candidate_pods(desired: Any, name: str) -> dict[str, Any] | None:
+    """The Deployment of that name among the candidate Deployments the reconcile wants applied."""
+    return next((d for d in desired.candidate_deployments if d["metadata"]["name"] == name), None)
 
 
 def state(**kwargs: Any) -> Observed:
@@ -228,12 +253,12 @@ def conditions(outcome: Any) -> dict[str, tuple[str, str]]:
 def test_a_passed_candidate_starts_beside_the_served_model() -> None:
     desired, outcome, _ = reconcile(state(), T0)
     assert desired.served == served("aa") and not desired.rollout
-    shadow = desired.shadow_deployment
+    shadow = candidate_pods(desired, "digits-shadow")
     assert shadow["metadata"]["name"] == "digits-shadow" and shadow["spec"]["replicas"] == 2
     assert shadow["spec"]["template"]["metadata"]["annotations"]["optimodel.io/artifact-sha256"] == B
     assert shadow["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "shadow"
     assert desired.service["spec"]["selector"]["app.kubernetes.io/component"] == "serving"
-    assert desired.shadow_service["metadata"]["name"] == "digits-shadow"
+    assert desired.candidate_service["metadata"]["name"] == "digits-shadow"
     args = desired.deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--mirror-url") + 1] == "http://digits-shadow.ml.svc:8501"
     assert args[args.index("--mirror-compare") + 1] == "classes"
@@ -258,7 +283,7 @@ def test_passing_figures_promote_the_candidate_once() -> None:
     running = state(shadow=shadow_deployment("bb"), previous=first.status, figures=figures(100, agreeing=0.95))
     desired, outcome, _ = reconcile(running, T1)
     assert desired.served == served("bb") and desired.rollout
-    assert desired.shadow_deployment["spec"]["replicas"] == 0
+    assert candidate_pods(desired, "digits-shadow")["spec"]["replicas"] == 0
     analysis = outcome.status.analysis
     assert (analysis.phase, analysis.started_at, analysis.finished_at) == (r.ANALYSIS_PASSED, T0, T1)
     assert (analysis.requests, analysis.agreement) == (100, 0.95)
@@ -267,7 +292,7 @@ def test_passing_figures_promote_the_candidate_once() -> None:
     # The promotion rolls the serving pods; the record stays, no second Event.
     promoted = state(deployment=deployment("bb"), shadow=shadow_deployment("bb", 0), previous=outcome.status)
     desired, after, _ = reconcile(promoted, T_LATE)
-    assert after.status.analysis == analysis and desired.shadow_deployment is None
+    assert after.status.analysis == analysis and candidate_pods(desired, "digits-shadow") is None
     assert conditions(after)[r.READY] == ("True", r.AVAILABLE)
     assert r.SHADOW_PASSED not in [e.reason for e in after.events]
 
@@ -277,7 +302,7 @@ def test_disagreement_stops_the_candidate_and_keeps_the_served_model() -> None:
     running = state(shadow=shadow_deployment("bb"), previous=first.status, figures=figures(200, agreeing=0.8))
     desired, outcome, _ = reconcile(running, T1)
     assert desired.served == served("aa") and not desired.rollout
-    assert desired.shadow_deployment["spec"]["replicas"] == 0
+    assert candidate_pods(desired, "digits-shadow")["spec"]["replicas"] == 0
     assert outcome.status.phase == r.ANALYSIS_FAILED_PHASE and not outcome.retry_after
     assert conditions(outcome)[r.STALLED] == ("True", r.SHADOW_FAILED)
     assert conditions(outcome)[r.RECONCILING][0] == "False"
@@ -287,7 +312,7 @@ def test_disagreement_stops_the_candidate_and_keeps_the_served_model() -> None:
     # Final: better figures later do not bring the candidate back.
     later = state(shadow=shadow_deployment("bb", 0), previous=outcome.status, figures=figures(1000))
     desired, again, _ = reconcile(later, T_LATE)
-    assert desired.served == served("aa") and desired.shadow_deployment is None
+    assert desired.served == served("aa") and candidate_pods(desired, "digits-shadow") is None
     assert again.status.analysis == outcome.status.analysis and again.events == []
 
 
@@ -304,8 +329,8 @@ def test_the_first_model_and_strategy_replace_roll_out_without_analysis() -> Non
     assert desired.served == served("bb") and outcome.status.analysis is None
     replace_spec = parse_spec(wire())
     desired, outcome, _ = reconcile(state(spec=replace_spec, shadow=shadow_deployment("bb")), T0)
-    assert desired.served == served("bb") and desired.shadow_service is None
-    assert desired.shadow_deployment["spec"]["replicas"] == 0  # a candidate left running is stopped
+    assert desired.served == served("bb") and desired.candidate_service is None
+    assert candidate_pods(desired, "digits-shadow")["spec"]["replicas"] == 0  # a candidate left running is stopped
     assert "--mirror-url" not in build_deployment(replace_spec, OWNER, served("bb"), DEFAULTS)["spec"][
         "template"]["spec"]["containers"][0]["args"]
 
@@ -323,20 +348,172 @@ def test_a_shadow_deployment_of_someone_else_is_never_taken_over() -> None:
     # Not asked for (strategy replace): left alone, neither in the way nor scaled down.
     assert in_the_way(state(spec=parse_spec(wire()), shadow=foreign, deployment=serving), None) is None
     desired, _, _ = reconcile(state(spec=parse_spec(wire()), shadow=foreign), T0)
-    assert desired.shadow_deployment is None
+    assert candidate_pods(desired, "digits-shadow") is None
 
 
-def test_kubectl_get_shows_the_analysis_and_its_figures() -> None:
+# Canary: the candidate's pods behind the serving Service, a larger share at each step
+
+CANARY = {
+    "strategy": "canary",
+    "steps": [20, 50],
+    "analysis": {"minRequests": 100, "maxSeconds": 600, "minAgreement": 0.9},
+}
+T2, T3, T_STEP_LATE = "2026-11-29T10:02:00Z", "2026-11-29T10:03:00Z", "2026-11-29T10:12:00Z"
+
+
+def canary_deployment(sha: str, replicas: int) -> DeploymentObservation:
+    return replace(
+        deployment(sha), name="digits-canary", replicas=replicas, updated_replicas=replicas,
+        ready_replicas=replicas, available_replicas=replicas, served=served(sha[:2]), controller_uid=OWNER.uid,
+        live=True,
+    )
+
+
+def live(sha: str) -> DeploymentObservation:
+    """Serving pods that all carry the traffic label (rolled out with strategy canary)."""
+    return replace(deployment(sha), live=True, controller_uid=OWNER.uid)
+
+
+def canary_state(**kwargs: Any) -> Observed:
+    return state(spec=parse_spec(wire(rollout=CANARY)), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("serving", "percent", "pods"), [(2, 20, 1), (2, 50, 2), (1, 25, 1), (3, 75, 9), (0, 50, 1), (10, 1, 1)]
+)
+def test_canary_pods_make_up_at_least_the_steps_share(serving: int, percent: int, pods: int) -> None:
+    assert canary_replicas(serving, percent) == pods
+    assert pods / (max(serving, 1) + pods) >= percent / 100
+
+
+def test_canary_steps_default_and_belong_to_canary() -> None:
+    assert parse_spec(wire(rollout={"strategy": "canary"})).rollout.canary_steps == (25, 50)
+    assert parse_spec(wire(rollout=SHADOW)).rollout.canary_steps == ()
+    assert parse_spec(wire(rollout={"strategy": "canary"})).rollout.shadow == Analysis()
+
+
+def test_canary_pods_join_the_service_only_once_every_serving_pod_carries_the_label() -> None:
+    # The serving pods do not carry the traffic label yet: their template gets it (one roll), the
+    # Service keeps selecting them by component, the candidate has no pods yet.
+    desired, outcome, _ = reconcile(canary_state(), T0)
+    template = desired.deployment["spec"]["template"]
+    assert template["metadata"]["labels"][TRAFFIC_LABEL] == "live"
+    assert desired.deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "serving"
+    args = template["spec"]["containers"][0]["args"]
+    assert args[args.index("--mirror-url") + 1] == "http://digits-canary.ml.svc:8501"
+    assert desired.service["spec"]["selector"]["app.kubernetes.io/component"] == "serving"
+    assert candidate_pods(desired, "digits-canary")["spec"]["replicas"] == 0
+    analysis = outcome.status.analysis
+    assert (analysis.step, analysis.steps, analysis.traffic_percent, analysis.step_started_at) == (1, 2, 0, T0)
+    assert conditions(outcome)[r.READY] == ("False", r.CANARY_ANALYZING)
+    assert "step 1/2, 0% of the serving pods: waiting for the candidate's pods" in analysis.message
+    # Rolled out with the label: the Service selects by it, and the candidate takes its share.
+    desired, outcome, _ = reconcile(canary_state(deployment=live("aa"), previous=outcome.status), T1)
+    selector = desired.service["spec"]["selector"]
+    assert selector[TRAFFIC_LABEL] == "live" and "app.kubernetes.io/component" not in selector
+    assert selector["app.kubernetes.io/instance"] == "digits"
+    canary = candidate_pods(desired, "digits-canary")
+    assert canary["spec"]["replicas"] == 1  # 1 of 3 pods: at least 20%
+    assert canary["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "canary"
+    assert canary["spec"]["template"]["metadata"]["labels"][TRAFFIC_LABEL] == "live"
+    assert canary["spec"]["template"]["metadata"]["annotations"]["optimodel.io/artifact-sha256"] == B
+    assert outcome.status.analysis.traffic_percent == 33
+    assert desired.candidate_service["spec"]["selector"]["app.kubernetes.io/component"] == "canary"
+    assert "Analysis:      Analyzing sha256:bbbbbbbbbbbb step 1/2 (33% of pods) | 0 mirrored" in shown(outcome)
+
+
+def test_each_canary_step_needs_min_requests_more_then_the_last_promotes() -> None:
+    _, first, _ = reconcile(canary_state(deployment=live("aa"), canary=canary_deployment("bb", 1)), T0)
+    step_one = canary_state(
+        deployment=live("aa"),
+        canary=canary_deployment("bb", 1),
+        previous=first.status,
+        figures=figures(100, agreeing=0.95),
+    )
+    desired, outcome, _ = reconcile(step_one, T1)
+    analysis = outcome.status.analysis
+    assert (analysis.phase, analysis.step, analysis.step_started_at, analysis.step_start_requests) == (
+        r.ANALYZING, 2, T1, 100
+    )
+    assert analysis.traffic_percent == 50 and desired.served == served("aa")
+    assert candidate_pods(desired, "digits-canary")["spec"]["replicas"] == 2
+    assert [e.reason for e in outcome.events if e.reason == r.CANARY_STEP_PASSED] == [r.CANARY_STEP_PASSED]
+    # Step 2 counts from its own start: 150 in all is 50 of its 100.
+    halfway = replace(
+        step_one, canary=canary_deployment("bb", 2), previous=outcome.status, figures=figures(150, agreeing=0.95)
+    )
+    _, outcome, _ = reconcile(halfway, T2)
+    assert "step 2/2, 50% of the serving pods: 50/100 mirrored requests" in outcome.status.analysis.message
+    assert not [e for e in outcome.events if e.reason == r.CANARY_STEP_PASSED]
+    done = replace(halfway, previous=outcome.status, figures=figures(200, agreeing=0.95))
+    desired, outcome, _ = reconcile(done, T3)
+    assert outcome.status.analysis.phase == r.ANALYSIS_PASSED and desired.served == served("bb") and desired.rollout
+    assert candidate_pods(desired, "digits-canary")["spec"]["replicas"] == 0
+    assert [e.reason for e in outcome.events if e.reason == r.CANARY_PASSED] == [r.CANARY_PASSED]
+
+
+def test_a_canary_step_that_breaks_a_threshold_returns_all_traffic_to_the_served_model() -> None:
+    _, first, _ = reconcile(canary_state(deployment=live("aa"), canary=canary_deployment("bb", 1)), T0)
+    running = canary_state(
+        deployment=live("aa"), canary=canary_deployment("bb", 2), previous=first.status, figures=figures(100)
+    )
+    _, step_two, _ = reconcile(running, T1)
+    broken = replace(running, previous=step_two.status, figures=figures(200, agreeing=0.85))
+    desired, outcome, _ = reconcile(broken, T2)
+    assert desired.served == served("aa") and not desired.rollout
+    assert candidate_pods(desired, "digits-canary")["spec"]["replicas"] == 0
+    assert conditions(outcome)[r.STALLED] == ("True", r.CANARY_FAILED)
+    assert "every live request goes to the served model again" in outcome.status.message
+    warnings = [e for e in outcome.events if e.type == "Warning"]
+    assert [e.reason for e in warnings] == [r.CANARY_FAILED]
+    assert "minAgreement: actual 0.8500 vs threshold 0.9" in warnings[0].message
+
+
+def test_max_seconds_counts_from_each_steps_start_and_restarted_counters_reopen_the_window() -> None:
+    _, first, _ = reconcile(canary_state(deployment=live("aa"), canary=canary_deployment("bb", 1)), T0)
+    step_one = canary_state(
+        deployment=live("aa"), canary=canary_deployment("bb", 2), previous=first.status, figures=figures(100)
+    )
+    _, step_two, _ = reconcile(step_one, T_STEP_LATE)  # step 1 passed 12 minutes in (maxSeconds 600 is per step)
+    assert step_two.status.analysis.step == 2
+    # A serving pod restarted: the sum went down to 40; the step's window starts again from there.
+    restarted = replace(step_one, previous=step_two.status, figures=figures(40))
+    _, outcome, _ = reconcile(restarted, "2026-11-29T10:20:00Z")
+    analysis = outcome.status.analysis
+    assert analysis.phase == r.ANALYZING and analysis.step_start_requests == 40
+    assert "0/100 mirrored requests" in analysis.message
+    late = replace(restarted, previous=outcome.status, figures=figures(90))
+    _, outcome, _ = reconcile(late, "2026-11-29T10:22:01Z")
+    assert outcome.status.analysis.phase == r.ANALYSIS_FAILED
+    assert "maxSeconds: 600 s passed with 50/100" in outcome.status.analysis.message
+
+
+def test_leaving_canary_gives_the_service_back_to_the_serving_pods_and_stops_the_candidate() -> None:
+    replace_spec = parse_spec(wire())
+    desired, _, _ = reconcile(state(spec=replace_spec, deployment=live("aa"), canary=canary_deployment("bb", 1)), T0)
+    assert desired.service["spec"]["selector"]["app.kubernetes.io/component"] == "serving"
+    assert TRAFFIC_LABEL not in desired.service["spec"]["selector"]
+    assert TRAFFIC_LABEL not in desired.deployment["spec"]["template"]["metadata"]["labels"]
+    assert candidate_pods(desired, "digits-canary")["spec"]["replicas"] == 0
+    assert desired.candidate_service is None
+
+
+def shown(outcome: Any) -> str:
+    """`kubectl optimodel get` of a resource with the outcome's status, at 10:02."""
     from datetime import UTC, datetime
 
     from optimodel.controller.reconciler import status_patch
     from optimodel.kubectl.view import Gathered, render, summarize
 
+    model = {"metadata": {"name": "digits", "namespace": "ml", "generation": 1}, "status": status_patch(outcome.status)}
+    return render(summarize(Gathered(model=model)), datetime(2026, 11, 29, 10, 2, tzinfo=UTC))
+
+
+def test_kubectl_get_shows_the_analysis_and_its_figures() -> None:
     _, first, _ = reconcile(state(shadow=shadow_deployment("bb")), T0)
     running = state(shadow=shadow_deployment("bb"), previous=first.status, figures=figures(60, agreeing=0.95))
     _, outcome, _ = reconcile(running, T1)
-    model = {"metadata": {"name": "digits", "namespace": "ml", "generation": 1}, "status": status_patch(outcome.status)}
-    text = render(summarize(Gathered(model=model)), datetime(2026, 11, 29, 10, 2, tzinfo=UTC))
+    text = shown(outcome)
     assert "Phase:         Analyzing" in text
     assert (
         "Analysis:      Analyzing sha256:bbbbbbbbbbbb | 60 mirrored requests, agreement 0.95, p95 latency ratio 1, "

@@ -90,6 +90,7 @@ cluster-down: $(STAMP)
 bench: $(STAMP) k8s-bins images
 	$(BIN)/python bench/engine_bench.py --json bench/results/engine.json
 	$(BIN)/python bench/serve_bench.py --json bench/results/serve.json
+	$(BIN)/python bench/mirror_bench.py --json bench/results/mirror.json
 	$(BIN)/python bench/devcluster_bench.py --json bench/results/devcluster.json
 	$(BIN)/python bench/operator_bench.py --json bench/results/operator.json
 	$(BIN)/python bench/results.py --readme README.md
@@ -98,6 +99,7 @@ QUICK := .dev/bench-quick
 bench-quick: $(STAMP) k8s-bins images
 	$(BIN)/python bench/engine_bench.py --models digits-wide --skip-prune --skip-search --rounds 2 --json $(QUICK)/results/engine.json
 	$(BIN)/python bench/serve_bench.py --models digits-wide --seconds 2 --rounds 1 --json $(QUICK)/results/serve.json
+	$(BIN)/python bench/mirror_bench.py --seconds 2 --rounds 2 --json $(QUICK)/results/mirror.json
 	$(BIN)/python bench/devcluster_bench.py --pods 3 --json $(QUICK)/results/devcluster.json
 	$(BIN)/python bench/operator_bench.py --jobs 2 --fleet 20 --serving 5 --window 30 --cycle 0 --json $(QUICK)/results/operator.json
 	$(BIN)/python bench/results.py --results $(QUICK)/results --page $(QUICK)/RESULTS.md

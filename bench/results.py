@@ -28,7 +28,7 @@ from bench.charts import draw_all  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-BENCHMARKS = ("engine", "serve", "operator", "devcluster")
+BENCHMARKS = ("engine", "serve", "mirror", "operator", "devcluster")
 README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
 IMAGE_NAMES = {"operator": "operator", "job": "optimizer", "serve": "serve"}  # by the role the chart gives each
 FLOAT32 = "float32"
@@ -167,6 +167,107 @@ def serve_section(doc: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+MIRROR_SCENARIOS = {
+    "baseline": "no mirror",
+    "healthy": "healthy candidate",
+    "hung": "hung candidate",
+    "refused": "nothing listening",
+}
+
+
+def mirror_levels(scenarios: list[dict[str, Any]]) -> list[list[str]]:
+    """Each scenario at each level, with its same-run ratios to the baseline (the rounds paired)."""
+    baseline = next(s["levels"] for s in scenarios if s["scenario"] == "baseline")
+    rows = []
+    for scenario in scenarios:
+        for level in sorted(scenario["levels"], key=int):
+            runs, base = scenario["levels"][level], baseline[level]
+            row = [MIRROR_SCENARIOS[scenario["scenario"]], level, _server_cell(runs)]
+            if scenario["scenario"] == "baseline":
+                rows.append(row + ["-"] * 4)
+                continue
+            ratios = [a["rps"] / b["rps"] for a, b in zip(runs, base, strict=True)]
+            p99s = [a["p99_ms"] / b["p99_ms"] for a, b in zip(runs, base, strict=True)]
+            rows.append(row + [
+                f"{_median(runs, 'rps') / _median(base, 'rps'):.2f}x", f"{min(ratios):.2f}x-{max(ratios):.2f}x",
+                f"{_median(runs, 'p50_ms') / _median(base, 'p50_ms'):.2f}x",
+                f"{_median(runs, 'p99_ms') / _median(base, 'p99_ms'):.2f}x ({min(p99s):.2f}x-{max(p99s):.2f}x)",
+            ])
+    return rows
+
+
+def mirror_counts(scenarios: list[dict[str, Any]]) -> list[list[str]]:
+    """What each serving server's mirror did, from its own /metrics, and the CPU each answer cost it."""
+    rows = []
+    for scenario in scenarios:
+        m = scenario["mirror"]
+        cpu = f"{cpu_per_request_ms(scenario):.3f} ms"
+        if scenario["scenario"] == "baseline":
+            rows.append([MIRROR_SCENARIOS["baseline"], f"{m['answered']:,}"] + ["-"] * 4 + [cpu])
+            continue
+        uncounted = max(0, m["answered"] - m["mirrored"] - m["errors"] - m["dropped"])
+        rows.append([MIRROR_SCENARIOS[scenario["scenario"]], f"{m['answered']:,}", f"{m['mirrored']:,}",
+                     f"{m['errors']:,}", f"{m['dropped']:,}", f"{uncounted:,}", cpu])
+    return rows
+
+
+def cpu_per_request_ms(scenario: dict[str, Any]) -> float:
+    return float(scenario["cpuSeconds"] / max(1, scenario["mirror"]["answered"]) * 1e3)
+
+
+def mirror_cost(scenarios: list[dict[str, Any]]) -> str:
+    """The serving server's CPU per request with each mirror, against the baseline's."""
+    baseline = cpu_per_request_ms(next(s for s in scenarios if s["scenario"] == "baseline"))
+    costs = [f"{MIRROR_SCENARIOS[s['scenario']]} {cpu_per_request_ms(s) - baseline:+.3f} ms "
+             f"({cpu_per_request_ms(s) / baseline - 1:+.0%})" for s in scenarios if s["scenario"] != "baseline"]
+    return "Serving CPU per request against the baseline's: " + ", ".join(costs) + "."
+
+
+def mirror_section(doc: dict[str, Any]) -> str:
+    figures, settings = doc["figures"], doc["settings"]
+    scenarios = figures["scenarios"]
+    healthy = next(s["mirror"] for s in scenarios if s["scenario"] == "healthy")
+    candidate_cpu = figures["candidateCpuSeconds"] / max(1, figures["candidateAnswered"]) * 1e3
+    return "\n".join([
+        "## Shadow mirroring (`bench/mirror_bench.py`)",
+        "",
+        f"Does a client wait for the candidate? Four `optimodel serve` of {figures['model']} "
+        f"({figures['bytes']:,} bytes, {' '.join(settings['optimodel'])}) differ only in their mirror "
+        f"({' '.join(settings['mirror'])}; a queue of {settings['queueSize']}, {settings['senders']} senders, "
+        f"{settings['timeoutSeconds']:g} s timeout): none; a healthy candidate ({settings['candidate']}); a hung "
+        "candidate (a listener that accepts connections and never answers); a port where nothing listens. They take "
+        f"turns level by level for {settings['rounds']} rounds of {settings['seconds']:g} s, the order flipped each "
+        "round, closed-loop load from vegeta; medians of the rounds, ratios to the baseline, and the range of the "
+        "per-round throughput ratios.",
+        "",
+        table(["mirror", "concurrency", "throughput, p50 / p99", "throughput vs baseline", "per round",
+               "p50 vs baseline", "p99 vs baseline (per round)"], mirror_levels(scenarios)),
+        "",
+        "What each serving server's mirror did over the whole run (warm-ups included), from its own `/metrics` "
+        "added up over its workers: requests it answered, copies the candidate answered "
+        "(`optimodel_shadow_requests_total`), copies it failed (`optimodel_shadow_errors_total`: timeouts, "
+        "refused connections), copies dropped (`optimodel_shadow_dropped_total`: the queue was full, or they were "
+        "queued before a pause), and the rest: not copied while the mirror paused after an error, or still queued. "
+        "The last column is the CPU time (user + system) of the serving server's processes over the run, per "
+        "request it answered.",
+        "",
+        table(["mirror", "answered", "mirrored", "errors", "dropped", "not copied or queued", "CPU per request"],
+              mirror_counts(scenarios)),
+        "",
+        f"The candidate answered {figures['candidateAnswered']:,} inference requests (the healthy mirror counted "
+        f"{healthy['mirrored']:,}), at {candidate_cpu:.3f} ms of CPU each; the hung candidate accepted "
+        f"{figures['hungConnectionsAccepted']:,} connections. {mirror_cost(scenarios)}",
+        "",
+        "How to read it: the candidate runs on the same two cores as the serving server, so with a healthy "
+        "candidate every copy costs the machine a second inference and its HTTP: that share of the client's "
+        "slowdown is CPU contention, which a candidate in its own pod on other cores would not cause. The other "
+        "share stays wherever the candidate runs: the serving process encodes, sends and compares every copy on "
+        "its own event loop, which is what its CPU per request beyond the baseline's measures. The hung candidate "
+        "and the absent one cost the machine almost nothing: they are the clean check that a client never waits "
+        "for the candidate.",
+    ])
+
+
 def operator_section(doc: dict[str, Any]) -> str:
     figures, settings = doc["figures"], doc["settings"]
     mib = 1024 * 1024
@@ -291,8 +392,8 @@ def targets(results: Results) -> list[list[str]]:
     return rows
 
 
-SECTIONS = {"engine": engine_section, "serve": serve_section, "operator": operator_section,
-            "devcluster": devcluster_section}
+SECTIONS = {"engine": engine_section, "serve": serve_section, "mirror": mirror_section,
+            "operator": operator_section, "devcluster": devcluster_section}
 
 
 def page(results: Results, docs_link: str) -> str:

@@ -50,9 +50,10 @@ PEER_VENV = BENCH / ".venv-kserve"
 PEER_REQUIREMENTS = BENCH / "serve_peer" / "requirements.txt"
 INPUT_SHAPES = {"digits-wide": (8, 8, 1), "mobilenet-v2": (64, 64, 3)}
 CONCURRENCIES = (1, 8, 32)
-OPTIMODEL_FLAGS = ["--workers", "2", "--interpreters", "1", "--threads", "1", "--batch-wait-ms", "2",
+WORKERS = 2  # server processes of optimodel (and of KServe): one per core
+OPTIMODEL_FLAGS = ["--workers", str(WORKERS), "--interpreters", "1", "--threads", "1", "--batch-wait-ms", "2",
                    "--max-batch-size", "32"]
-KSERVE_FLAGS = ["--threads", "1", "--workers", "2"]
+KSERVE_FLAGS = ["--threads", "1", "--workers", str(WORKERS)]
 
 _BUILD = r"""
 import os, sys
@@ -140,7 +141,8 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError(f"{url} not ready after {timeout} s")
 
 
-def start_optimodel(model: Path, name: str, port: int) -> subprocess.Popen[bytes]:
+def start_optimodel(model: Path, name: str, port: int, *flags: str) -> subprocess.Popen[bytes]:
+    """`optimodel serve` with the benchmark's flags (OPTIMODEL_FLAGS), and `flags` after them."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
     return subprocess.Popen(
         [
@@ -157,6 +159,7 @@ def start_optimodel(model: Path, name: str, port: int) -> subprocess.Popen[bytes
             "--port",
             str(port),
             *OPTIMODEL_FLAGS,
+            *flags,
             "--log-level",
             "WARNING",
         ],
@@ -238,13 +241,14 @@ def request_body(directory: Path, shape: tuple[int, ...]) -> Path:
 Results = dict[str, dict[int, list[dict[str, float]]]]
 
 
-def measure(servers: dict[str, int], name: str, body: Path, rounds: int, seconds: float) -> Results:
+def measure(servers: dict[str, int], name: str, body: Path, rounds: int, seconds: float,
+            concurrencies: tuple[int, ...] = CONCURRENCIES) -> Results:
     """Every level `rounds` times, the servers taking turns (first in one round, last in the next),
-    so that a slow minute of a shared machine weighs on both alike."""
-    results: Results = {label: {c: [] for c in CONCURRENCIES} for label in servers}
+    so that a slow minute of a shared machine weighs on all of them alike."""
+    results: Results = {label: {c: [] for c in concurrencies} for label in servers}
     for round_ in range(rounds):
         order = list(servers) if round_ % 2 == 0 else list(reversed(servers))
-        for concurrency in CONCURRENCIES:
+        for concurrency in concurrencies:
             for label in order:
                 url = f"http://127.0.0.1:{servers[label]}/v2/models/{name}/infer"
                 attack(url, body, concurrency, 1.0)  # warm-up: connections, caches, batch sizes

@@ -41,6 +41,17 @@ def run(rps: float, p99: float) -> dict[str, float]:
     return {"rps": rps, "p50_ms": p99 / 3, "p99_ms": p99, "errors": 0}
 
 
+def scenario(name: str, levels: dict[str, list[dict[str, float]]], answered: int, mirrored: int = 0,
+             errors: int = 0, dropped: int = 0) -> dict[str, Any]:
+    """A scenario whose serving server spent 0.5 ms of CPU per answer, 1 ms with a healthy mirror."""
+    return {"scenario": name, "levels": levels, "cpuSeconds": answered * (0.001 if name == "healthy" else 0.0005),
+            "mirror": {"answered": answered, "mirrored": mirrored, "errors": errors, "dropped": dropped}}
+
+
+def mirror_run(rps: float, p50: float, p99: float) -> dict[str, float]:
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "errors": 0}
+
+
 @pytest.fixture
 def sample() -> results.Results:
     """digits-wide: int8 at 25 % of the source's bytes and 0.1 of float32's latency, dynamic slower;
@@ -54,8 +65,26 @@ def sample() -> results.Results:
     fleet = [{"resources": 100, "created": 100, "secondsToOptimized": 30.0, "secondsToReady": 40.0, "jobs": 0,
               "steadyRequestsPerSecond": 1.5, "steadyWrites": 0, "windowSeconds": 120,
               "operatorPeakRssBytes": 150_000_000}]
+    mirror = {"model": "digits-wide", "bytes": 1000, "candidateAnswered": 1500, "candidateCpuSeconds": 0.6,
+              "hungConnectionsAccepted": 8,
+              "scenarios": [  # levels as JSON sorts them
+                  scenario("baseline", {"1": [mirror_run(1000, 1.0, 3.0), mirror_run(800, 1.0, 3.0)],
+                                        "8": [mirror_run(1800, 4.0, 9.0), mirror_run(1800, 4.0, 9.0)]}, 2000),
+                  scenario("healthy", {"1": [mirror_run(500, 2.0, 6.0), mirror_run(400, 2.0, 6.0)],
+                                       "8": [mirror_run(900, 8.0, 27.0), mirror_run(900, 8.0, 27.0)]},
+                           2000, mirrored=1500, dropped=500),
+                  scenario("hung", {"1": [mirror_run(950, 1.1, 3.3), mirror_run(840, 1.1, 3.3)],
+                                    "8": [mirror_run(1800, 4.0, 9.0), mirror_run(1800, 4.0, 9.0)]},
+                           2000, errors=8, dropped=1992),
+                  scenario("refused", {"1": [mirror_run(1000, 1.0, 3.0), mirror_run(800, 1.0, 3.0)],
+                                       "8": [mirror_run(1800, 4.0, 9.0), mirror_run(1800, 4.0, 9.0)]},
+                           1000, errors=3, dropped=2)]}
+    mirror_settings = {"seconds": 6, "rounds": 2, "optimodel": ["--workers", "2"],
+                       "mirror": ["--mirror-percent", "100"], "candidate": "the same file", "queueSize": 64,
+                       "senders": 2, "timeoutSeconds": 5.0}
     return {
         "engine": document("engine", {"rounds": 3, "searchGates": None}, {"models": [wide]}),
+        "mirror": document("mirror", mirror_settings, mirror),
         "serve": document("serve", {"rounds": 2, "seconds": 6, "optimodel": ["--workers", "2"],
                                     "kserve": ["--workers", "2"], "peer": ["kserve==0.21.0"]}, {"models": [serve]}),
         "operator": document("operator", {"serving": 20, "windowSeconds": 120}, {
@@ -105,6 +134,27 @@ def test_the_page_gives_same_run_ratios_and_marks_a_slower_method(sample: result
     assert "Over 600 s with all 100 resources settled" in text and "2.50 API requests/s, 300 writes" in text
     assert target(results.targets(cycled), "operator: peak RSS with 100")[1:] == ["210 MB", "**not met**"]
     assert "2.5 API requests/s at rest, full resyncs included" in results.operator_line(figures)
+
+
+def test_the_mirror_section_gives_same_run_ratios_to_the_baseline_and_what_each_mirror_did(
+    sample: results.Results,
+) -> None:
+    text = results.page(sample, "../docs/benchmarks.md")
+    section = text[text.index("## Shadow mirroring"):text.index("## The operator")]
+    assert "| no mirror | 1 | 900 req/s, 1.00 / 3.00 ms | - | - | - | - |" in section
+    assert ("| hung candidate | 1 | 895 req/s, 1.10 / 3.30 ms | 0.99x | 0.95x-1.05x | 1.10x | 1.10x (1.10x-1.10x) |"
+            in section)
+    assert ("| healthy candidate | 8 | 900 req/s, 8.00 / 27.00 ms | 0.50x | 0.50x-0.50x | 2.00x | 3.00x (3.00x-3.00x) |"
+            in section)
+    assert section.index("| hung candidate | 1 |") < section.index("| hung candidate | 8 |")
+    # The mirror's own counts; what they leave out was not copied (paused) or still queued.
+    assert "| no mirror | 2,000 | - | - | - | - | 0.500 ms |" in section
+    assert "| healthy candidate | 2,000 | 1,500 | 0 | 500 | 0 | 1.000 ms |" in section
+    assert "| nothing listening | 1,000 | 0 | 3 | 2 | 995 | 0.500 ms |" in section
+    assert "at 0.400 ms of CPU each; the hung candidate accepted 8 connections" in section
+    assert ("against the baseline's: healthy candidate +0.500 ms (+100%), hung candidate +0.000 ms (+0%), "
+            "nothing listening +0.000 ms (+0%)." in section)
+    assert "CPU contention" in section
 
 
 def test_a_benchmark_not_run_is_said_so(sample: results.Results) -> None:

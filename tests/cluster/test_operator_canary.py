@@ -6,7 +6,8 @@ Clients call the model through a NodePort Service that selects what the operator
 one new connection per request (kube-proxy then picks a pod for each), for the whole story, and
 count which model answered each request. Version 2 of the tiny digits model agrees with version 1
 and is promoted after two steps; version 3, trained with every 3 labelled 8, passes its offline
-gates but is stopped at its first step, and every request after that is the served model's again.
+gates but is stopped at its first step, and every request after that is the served model's again;
+a retry request reopens its analysis, which stops it again on more traffic.
 """
 
 from __future__ import annotations
@@ -151,6 +152,27 @@ def test_canary_promotes_an_agreeing_candidate_step_by_step_and_stops_a_disagree
     wait_for("the stopped candidate's pods gone", lambda: not pods_of(dev_cluster, namespace, "canary"), timeout=120)
     by_v3, total = answers_of(client, v3, 5)
     assert by_v3 == 0 and total > 0  # every request is the served model's again
+
+    # A retry reopens the analysis at its step: minRequests more, judged on all the figures: still
+    # disagreeing, stopped again.
+    dev_cluster.kubectl(
+        "annotate", "om", "digits", "-n", namespace, "optimodel.io/retry-requested-at=reopen-1", "--overwrite"
+    )
+    reopened = analysis_where(
+        dev_cluster, namespace, "v3 reopened", lambda a: a.get("phase") == "Analyzing", 120
+    )
+    assert reopened["step"] == 1 and reopened["stepStartRequests"] == analysis["requests"]
+    assert "the failed analysis of sha256:" in reasons(dev_cluster, namespace)["RetryRequested"]
+    again = om_where(
+        dev_cluster, namespace, "v3 stopped again",
+        lambda b: (b["status"].get("analysis") or {}).get("finishedAt") not in (None, analysis["finishedAt"]),
+        300,
+    )["status"]["analysis"]
+    print("stopped again:", json.dumps(again))
+    assert again["phase"] == "Failed" and again["requests"] >= analysis["requests"] + ANALYSIS["minRequests"]
+    assert again["agreement"] < ANALYSIS["minAgreement"]
+    wait_for("its pods gone again", lambda: not pods_of(dev_cluster, namespace, "canary"), timeout=120)
+    assert served_sha(dev_cluster, namespace) == v2
 
     answered = client.answered
     client.stop()

@@ -316,6 +316,37 @@ def test_disagreement_stops_the_candidate_and_keeps_the_served_model() -> None:
     assert again.status.analysis == outcome.status.analysis and again.events == []
 
 
+def test_a_retry_reopens_a_failed_analysis_for_min_requests_more() -> None:
+    _, first, _ = reconcile(state(shadow=shadow_deployment("bb")), T0)
+    running = state(shadow=shadow_deployment("bb"), previous=first.status, figures=figures(200, agreeing=0.85))
+    _, failed, _ = reconcile(running, T1)
+    assert failed.status.analysis.phase == r.ANALYSIS_FAILED
+    assert "or judge this one on more traffic: kubectl -n ml annotate om digits" in failed.status.message
+    # The request reopens it: the candidate's pods start again, the window counts from 200.
+    asked = state(shadow=shadow_deployment("bb", 0), previous=failed.status, retry_requested="1764410000")
+    desired, reopened, _ = reconcile(asked, T2)
+    analysis = reopened.status.analysis
+    assert (analysis.phase, analysis.step_start_requests, analysis.step_started_at) == (r.ANALYZING, 200, T2)
+    assert analysis.started_at == T0 and analysis.finished_at is None
+    assert candidate_pods(desired, "digits-shadow")["spec"]["replicas"] == 2 and desired.served == served("aa")
+    assert reopened.status.last_handled_retry_at == "1764410000"
+    told = desired.retry.event(None)  # the controller posts it
+    assert told.reason == r.RETRY_REQUESTED
+    reopens = "the failed analysis of sha256:bbbbbbbbbbbb reopens"
+    assert told.message == f"optimodel.io/retry-requested-at=1764410000: {reopens}"
+    assert conditions(reopened)[r.RECONCILING][0] == "True"
+    # 100 more mirrored requests, all agreeing: 0.85 -> 0.9 on all 300, and the verdict is taken again.
+    more = state(
+        shadow=shadow_deployment("bb"), previous=reopened.status, retry_requested="1764410000",
+        figures=replace(figures(300), agreeing=270.0),
+    )
+    desired, outcome, _ = reconcile(more, T3)
+    assert outcome.status.analysis.phase == r.ANALYSIS_PASSED and desired.served == served("bb")
+    # A request while nothing failed is recorded and ignored as before (here: the result is stored).
+    desired, _, _ = reconcile(replace(running, retry_requested="again"), T1)
+    assert desired.retry.event(None).reason == r.RETRY_IGNORED
+
+
 def test_no_verdict_within_max_seconds_aborts() -> None:
     _, first, _ = reconcile(state(shadow=shadow_deployment("bb")), T0)
     quiet = state(shadow=shadow_deployment("bb"), previous=first.status, figures=figures(3))

@@ -282,7 +282,7 @@ def _ready(
             False,
             r.CANARY_FAILED if canary else r.SHADOW_FAILED,
             f"the {what} stopped {_short(sha)}: {analysis.message}{serving}{back}; change the spec "
-            "for a new candidate",
+            f"for a new candidate, or judge this one on more traffic: {retry_command(observed.owner)}",
             r.ANALYSIS_FAILED_PHASE,
             stalled=True,
         )

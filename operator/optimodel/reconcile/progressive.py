@@ -12,6 +12,9 @@ each step (`spec.rollout.steps`). Each step opens a window: `minRequests` more m
 within `maxSeconds`, after which every threshold must still hold on all the figures of the
 analysis; the last step's pass is the promotion.
 
+A retry request (`optimodel.io/retry-requested-at`) reopens a failed analysis: a new window of
+`minRequests` more mirrored requests within `maxSeconds`, judged on all the figures.
+
 Nothing is mirrored while nothing is served: the first model of a resource rolls out directly.
 """
 
@@ -21,6 +24,7 @@ from optimodel.reconcile import reasons as r
 from optimodel.reconcile.analysis import Figures, elapsed_seconds, judge
 from optimodel.reconcile.desired import canary_share, candidate_passed
 from optimodel.reconcile.observed import Observed
+from optimodel.reconcile.retry import reopened_analysis
 from optimodel.reconcile.status import AnalysisStatus
 from optimodel.spec import Metric
 
@@ -87,13 +91,17 @@ def analyze(observed: Observed, now: str) -> AnalysisStatus | None:
     if spec is None or sha is None:
         return None
     assert observed.deployment is not None and observed.deployment.served is not None
-    if same is not None and same.phase != r.ANALYZING:
+    if same is not None and same.phase != r.ANALYZING and reopened_analysis(observed) is None:
         return same  # decided: kept, with the figures it was decided on
     if observed.deployment.served.sha256 == sha:
         return None  # served already (promoted before this strategy, or the same model again)
     analysis, steps = spec.rollout.shadow, spec.rollout.canary_steps
     assert analysis is not None
     status = same or _opened(sha, now, steps)
+    if status.phase == r.ANALYSIS_FAILED:  # a retry request reopens it: a new window, all figures kept
+        status = _update(
+            status, phase=r.ANALYZING, finished_at=None, step_started_at=now, step_start_requests=status.requests
+        )
     if steps and status.step is None:  # the strategy became canary during a shadow analysis
         status = _update(status, **_opened(sha, now, steps).model_dump(include={"step", "steps", "step_started_at"}))
     figures = observed.figures

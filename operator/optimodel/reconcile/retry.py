@@ -7,6 +7,10 @@ The operator handles each value once and records it in `status.lastHandledRetryA
 - when the current Job of the recipe failed, the next attempt of the same recipe starts in a new
   Job (`<name>-<hex>-<attempt>`, see `resources.job_name`); the failed Job stays for its logs until
   its TTL or its owner removes it;
+- when the analysis of the current candidate on live traffic failed (strategies shadow and
+  canary), it reopens: the candidate's pods start again and the verdict waits for `minRequests`
+  more mirrored requests within `maxSeconds` (a canary at the step it failed at), judged on all its
+  figures (`reconcile.progressive`);
 - otherwise (a Job running, a result stored, nothing run yet, a spec that cannot run) the value is
   recorded and ignored: a good run is never restarted and a stored result never recomputed.
 
@@ -42,12 +46,17 @@ class Retry:
     attempt: int = 0  # the new attempt's number when one starts
     ignored: str = ""  # why nothing is retried
     answered: bool = False  # a Job already answers it: only the status write was missing
+    reopened: str | None = None  # the candidate whose failed analysis opens again
 
     def event(self, job: str | None) -> Event | None:
         """The Event that tells the user what became of the request; `job` is the new attempt's Job."""
         if self.answered:
             return None  # told when that Job was created
         request = f"{RETRY_ANNOTATION}={self.token[:TOKEN_SHOWN]}"
+        if self.reopened is not None:
+            return Event(
+                "Normal", r.RETRY_REQUESTED, f"{request}: the failed analysis of sha256:{self.reopened[:12]} reopens"
+            )
         if self.failed is not None:
             return Event("Normal", r.RETRY_REQUESTED, f"{request}: Job {job} replaces the failed Job {self.failed}")
         return Event("Normal", r.RETRY_IGNORED, f"{request} recorded, nothing retried: {self.ignored}")
@@ -131,6 +140,16 @@ def handled_retry(observed: Observed) -> str | None:
     return request if request is not None else _last_handled(observed)
 
 
+def reopened_analysis(observed: Observed) -> str | None:
+    """The candidate whose failed analysis a new retry request reopens, if any."""
+    report = observed.result
+    previous = observed.previous.analysis if observed.previous else None
+    if _request(observed) is None or report is None or report.artifact is None or previous is None:
+        return None
+    failed = previous.phase == r.ANALYSIS_FAILED and previous.candidate_sha256 == report.artifact.sha256
+    return previous.candidate_sha256 if failed else None
+
+
 def _nothing_to_retry(observed: Observed, job: JobObservation | None) -> str:
     """Why a request finds nothing to retry; empty when the current Job failed."""
     if observed.problem is not None:
@@ -157,6 +176,9 @@ def decide_retry(observed: Observed) -> Retry | None:
     job = observed.job
     if job is not None and job.retry_token == token:
         return Retry(token, answered=True)
+    reopened = reopened_analysis(observed)
+    if reopened is not None:
+        return Retry(token, reopened=reopened)
     why = _nothing_to_retry(observed, job)
     if why or job is None:
         return Retry(token, ignored=why)

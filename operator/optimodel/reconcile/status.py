@@ -97,9 +97,10 @@ class AnalysisStatus(Wire):
     steps: int | None = Field(None, description="Canary: how many steps the candidate goes through.")
     traffic_percent: int | None = Field(
         None, description="Canary: the candidate's pods' share of the pods behind the serving Service, percent.")
-    step_started_at: str | None = Field(None, description="Canary: when the current step started (RFC 3339).")
+    step_started_at: str | None = Field(
+        None, description="When the current window started (RFC 3339): a canary step, or a retry that reopened it.")
     step_start_requests: int | None = Field(
-        None, description="Canary: mirrored requests counted when the step started; each step needs minRequests more.")
+        None, description="Mirrored requests counted when the window started; it needs minRequests more.")
 
 
 class UsedResult(Wire):

@@ -205,6 +205,11 @@ class Mirror:
                 await self._send(copy)
             except CandidateError as error:
                 self.metrics.shadow_errors.labels(self.candidate).inc()
+                if time.monotonic() < self._paused_until:
+                    # Unreachable: its analysis ended or it is gone. What fails from now on until a
+                    # candidate answers again is no candidate's, or a reopened analysis of this one
+                    # would count every failed attempt of the time it did not run.
+                    self.candidate = UNKNOWN
                 log.debug("mirrored request failed on the candidate: %s", error)
 
     def _heard(self, headers: Any) -> str:

@@ -138,3 +138,27 @@ def test_a_candidate_that_refuses_is_judged_by_its_errors(models: Models, start_
     )
     assert metric(serving, "optimodel_shadow_errors_total", candidate_sha) == 5
     assert metric(serving, "optimodel_shadow_requests_total", candidate_sha) == 0
+
+
+def test_a_candidate_that_went_away_is_charged_one_error_per_sender_at_most(
+    models: Models, start_server: StartServer
+) -> None:
+    """Its analysis ended and its pods stopped: the failures that follow are no candidate's, so an
+    analysis reopened later does not count the time the candidate did not run."""
+    candidate_sha = sha256(models.int8)
+    candidate = start_server(models.int8, "--sha256", candidate_sha)
+    serving = start_server(models.float32, "--mirror-url", candidate.url, "--mirror-pause-seconds", "0.2")
+    for seed in range(3):
+        send(serving, inputs(seed), "v2")
+    wait_until(
+        lambda: metric(serving, "optimodel_shadow_requests_total", candidate_sha) == 3, 30, "3 copies", serving
+    )
+    assert candidate.stop() == 0, candidate.output()
+
+    def another_request_fails_later() -> bool:  # over several pauses: each ends with another failed attempt
+        send(serving, inputs(0), "v1")
+        return metric(serving, "optimodel_shadow_errors_total", "unknown") >= 2
+
+    wait_until(another_request_fails_later, 30, "later errors", serving)
+    assert 1 <= metric(serving, "optimodel_shadow_errors_total", candidate_sha) <= 2  # two senders
+    assert metric(serving, "optimodel_shadow_requests_total", candidate_sha) == 3

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,7 +47,7 @@ TINY_MODELS = textwrap.dedent("""
 """)
 
 PORT_ATTEMPTS = 3
-STARTUP_SECONDS = 60  # until it serves /metrics (the first thing it does) or ends
+STARTUP_SECONDS = 60  # until it serves /metrics and /healthz, or ends
 
 
 @contextmanager
@@ -110,7 +112,7 @@ class Operator:
         self.cluster, self.log, self.env, self.args = cluster, log, env or {}, args
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.proc: subprocess.Popen[bytes] | None = None
-        self.metrics_port = free_port()  # the health port is picked at each start
+        self.metrics_port, self.health_port = free_port(), free_port()
 
     def start(self) -> None:
         env = {
@@ -128,31 +130,41 @@ class Operator:
         }
         for _ in range(PORT_ATTEMPTS):
             argv = [sys.executable, "-m", "optimodel", "operator", "--kubeconfig", str(self.kubeconfig), "-A"]
-            argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(free_port()), *self.args]
+            argv += ["--metrics-port", str(self.metrics_port), "--health-port", str(self.health_port), *self.args]
             logged = self.log.stat().st_size if self.log.exists() else 0
             with self.log.open("ab") as log:
                 self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
             if not self._lost_a_port(logged):
                 return
-            self.metrics_port = free_port()  # the health port is picked at each start
+            self.metrics_port, self.health_port = free_port(), free_port()
         raise AssertionError(f"the operator found its ports taken {PORT_ATTEMPTS} times; see {self.log}")
 
     def _lost_a_port(self, logged: int) -> bool:
-        """The process ended at once because a port it was given was taken meanwhile: `free_port`
-        picks a port that was free a moment before, and another process on the machine may take it.
-        Any other exit is left for the test to see."""
+        """The process ended because a port it was given was taken meanwhile: `free_port` picks a
+        port that was free a moment before, and another process on the machine (any outgoing
+        connection takes an ephemeral port) may take it first. Any other exit is left for the test.
+        /metrics is bound first and kopf's /healthz last (after it logged in), so both answering
+        means it holds both."""
         proc = self.proc
         assert proc is not None
-        wait_for(
-            "the operator serving /metrics, or ended",
-            lambda: proc.poll() is not None or self._metrics() is not None,
-            timeout=STARTUP_SECONDS,
-        )
-        if proc.poll() is None:
-            return False  # it serves /metrics: its ports are its own
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while proc.poll() is None:
+            if time.monotonic() > deadline or (self._metrics() is not None and self._health_answers()):
+                return False  # holding both, or slow for another reason: the test will tell
+            time.sleep(0.2)
         with self.log.open("rb") as log:
             log.seek(logged)
-            return b"Address already in use" in log.read()
+            return b"address already in use" in log.read().lower()
+
+    def _health_answers(self) -> bool:
+        """Anything answers HTTP on its health port (kopf says 500 until its probes ran once)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

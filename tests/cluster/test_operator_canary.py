@@ -3,7 +3,7 @@ in steps, answer their share of the live requests, and are judged at each step o
 serving pods mirror to them.
 
 Clients call the model through a NodePort Service that selects what the operator's Service selects,
-one new connection per request (kube-proxy then picks a pod for each), for the whole story, and
+a new connection every 10 requests (kube-proxy picks a pod for each connection), for the whole story, and
 count which model answered each request. Version 2 of the tiny digits model agrees with version 1
 and is promoted after two steps; version 3, trained with every 3 labelled 8, passes its offline
 gates but is stopped at its first step, and every request after that is the served model's again;
@@ -92,7 +92,8 @@ def test_canary_promotes_an_agreeing_candidate_step_by_step_and_stops_a_disagree
         "app.kubernetes.io/managed-by": "optimodel",
         "optimodel.io/traffic": "live",
     }
-    client = Clients(node_port_service(dev_cluster, namespace, selector) + ":predict", digit_rows(), True)
+    url = node_port_service(dev_cluster, namespace, selector)
+    client = Clients(url + ":predict", digit_rows(), requests_per_connection=10)
     clients.append(client)
     client.start()
 

@@ -33,9 +33,12 @@ RETRY = "optimodel.io/retry-requested-at"
 
 @pytest.fixture(scope="module")
 def operator(dev_cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
-    """Finished Jobs deleted a second after they end; no resync within the test."""
+    """Finished Jobs deleted 5 s after they end; no resync within the test. Not sooner: the operator
+    reads the failed pod's termination message (the reason status names) after the Job's event,
+    and on a loaded machine a 1-s TTL sometimes deleted the pod first (the reason was then the Job
+    condition's, PodFailurePolicy)."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {"OPTIMODEL_RESYNC_SECONDS": "3600", "OPTIMODEL_JOB_TTL_SECONDS": "1"}
+    env = {"OPTIMODEL_RESYNC_SECONDS": "3600", "OPTIMODEL_JOB_TTL_SECONDS": "5"}
     with running_operator(dev_cluster, log, env=env) as runner:
         yield runner
 

@@ -63,12 +63,14 @@ class Clients:
 
     TF Serving's row format names no input: versions of a model may name theirs differently
     (`flatten_input`, `flatten_1_input`), and the client must not care which one answers. With
-    `fresh_connections` each request opens its own connection, so kube-proxy picks a pod for each
-    (a kept-alive connection stays with one pod): what a canary's share of pods is about.
+    `requests_per_connection` the client opens a new connection after that many requests, so
+    kube-proxy picks a pod for each (a kept-alive connection stays with one pod): what a canary's
+    share of pods is about. Not one per request: a few hundred new connections a second would hold
+    thousands of ephemeral ports in TIME_WAIT, and ports the tests pick for their servers with them.
     """
 
-    def __init__(self, url: str, images: list[Any], fresh_connections: bool = False) -> None:
-        self.url, self.images, self.fresh = url, images, fresh_connections
+    def __init__(self, url: str, images: list[Any], requests_per_connection: int | None = None) -> None:
+        self.url, self.images, self.per_connection = url, images, requests_per_connection
         self.answered = 0
         self.by_model: Counter[str] = Counter()
         self.failures: list[str] = []
@@ -76,22 +78,26 @@ class Clients:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        limits = httpx.Limits(max_keepalive_connections=0) if self.fresh else httpx.Limits()
-        with httpx.Client(timeout=30, limits=limits) as client:
-            index = 0
-            while not self._stop.is_set():
-                image = self.images[index % len(self.images)]
-                index += 1
-                try:
-                    response = client.post(self.url, json={"instances": [image]})
-                except httpx.HTTPError as error:
-                    self.failures.append(f"{type(error).__name__}: {error}")
-                    continue
-                if response.status_code == 200:
-                    self.answered += 1
-                    self.by_model[response.headers.get(MODEL_HEADER, "")] += 1
-                else:
-                    self.failures.append(f"{response.status_code}: {response.text[:200]}")
+        index = 0
+        while not self._stop.is_set():
+            with httpx.Client(timeout=30) as client:  # one connection, kept alive
+                for _ in range(self.per_connection or sys.maxsize):
+                    if self._stop.is_set():
+                        break
+                    self._call(client, self.images[index % len(self.images)])
+                    index += 1
+
+    def _call(self, client: httpx.Client, image: Any) -> None:
+        try:
+            response = client.post(self.url, json={"instances": [image]})
+        except httpx.HTTPError as error:
+            self.failures.append(f"{type(error).__name__}: {error}")
+            return
+        if response.status_code == 200:
+            self.answered += 1
+            self.by_model[response.headers.get(MODEL_HEADER, "")] += 1
+        else:
+            self.failures.append(f"{response.status_code}: {response.text[:200]}")
 
     def start(self) -> None:
         self._thread.start()

@@ -109,13 +109,15 @@ def analyze(observed: Observed, now: str) -> AnalysisStatus | None:
     before = float(status.step_start_requests or 0)
     if figures is not None:
         status = _with_figures(status, figures, higher)
-        # A serving pod that restarted counts from zero again: the step's window starts anew there.
+        # A serving pod that restarted counts from zero again: the window starts anew there.
         before = min(before, figures.total)
+    if status.step_start_requests is not None:
+        status = _update(status, step_start_requests=int(before))
     prefix = ""
     if steps:
         step = min(status.step or 1, len(steps))
         _, share = canary_share(observed, steps[step - 1])
-        status = _update(status, step=step, steps=len(steps), traffic_percent=share, step_start_requests=int(before))
+        status = _update(status, step=step, steps=len(steps), traffic_percent=share)
         prefix = f"step {step}/{len(steps)}, {share}% of the serving pods: "
     started = status.step_started_at or status.started_at
     verdict = judge(analysis, figures, elapsed_seconds(started, now), higher, before)
